@@ -1,0 +1,311 @@
+// Loads bpf/tcpspan.bpf.o through libbpf and attaches its programs:
+// open -> check wire layout -> configure (filters, sizes) -> load -> attach -> map the ring.
+// Every stage has its own error, naming the cause and the fix; every failure path
+// detaches what was attached and closes the object.
+import { existsSync, closeSync, openSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { captureLibbpfLog, libbpf, takeLibbpfLog, type Ptr } from './libbpf.js';
+import { structLayout, tracepointArgCount, withVmlinuxBtf } from './btf.js';
+import { openRingBuffer, type RingBuffer } from './ring-buffer.js';
+import { encodeFilter, type FilterSpec } from './filter.js';
+import { ERRNO, errno, strerror } from './libc.js';
+import { compareLayout, COUNTERS_LAYOUT, WIRE_STRUCTS } from '../decode/wire-layout.js';
+
+export type CaptureStage = 'open' | 'configure' | 'load' | 'attach' | 'ring';
+
+export class CaptureError extends Error {
+  constructor(readonly stage: CaptureStage, message: string, readonly detail: string[] = []) {
+    super(message);
+    this.name = 'CaptureError';
+  }
+}
+
+export const DEFAULT_OBJECT_PATH = path.resolve(__dirname, '..', '..', '..', 'bpf', '.output', 'tcpspan.bpf.o');
+
+export interface CaptureOptions {
+  objectPath?: string;
+  filter: FilterSpec;
+  /** Ring buffer size in bytes: a power of two, at least one page. */
+  ringBytes: number;
+  /** Sockets summarised at once in the kernel. */
+  maxSockets: number;
+  /** Record when a SYN reaches a listener (sock_ops on the cgroup v2 root). */
+  synTiming: boolean;
+  cgroupPath?: string;
+  warn?: (message: string) => void;
+}
+
+export interface ProgramStatus {
+  program: string;
+  hook: string;
+  attached: boolean;
+  note?: string;
+}
+
+export interface Counters {
+  submitted: number;
+  ringbufFull: number;
+  sockMapFull: number;
+  synMapFull: number;
+}
+
+export interface Capture {
+  readonly ring: RingBuffer;
+  readonly programs: readonly ProgramStatus[];
+  readCounters(): Counters;
+  /** Detaches every program: no new records after this. Idempotent. */
+  detach(): void;
+  /** Detaches, unmaps the ring and frees the object. Idempotent. */
+  close(): void;
+}
+
+interface ProgramSpec {
+  name: string;
+  hook: string;
+  tracepoint?: string;
+  /** The tracepoint's argument count this variant is written for. */
+  args?: number;
+  required?: boolean;
+  cgroup?: boolean;
+}
+
+const PROGRAMS: readonly ProgramSpec[] = [
+  { name: 'handle_set_state', hook: 'sock:inet_sock_set_state', tracepoint: 'inet_sock_set_state', required: true },
+  { name: 'handle_retransmit', hook: 'tcp:tcp_retransmit_skb', tracepoint: 'tcp_retransmit_skb', args: 3 },
+  { name: 'handle_retransmit_noerr', hook: 'tcp:tcp_retransmit_skb', tracepoint: 'tcp_retransmit_skb', args: 2 },
+  { name: 'handle_retransmit_synack', hook: 'tcp:tcp_retransmit_synack', tracepoint: 'tcp_retransmit_synack' },
+  { name: 'handle_probe', hook: 'tcp:tcp_probe', tracepoint: 'tcp_probe' },
+  { name: 'handle_receive_reset', hook: 'tcp:tcp_receive_reset', tracepoint: 'tcp_receive_reset' },
+  { name: 'handle_send_reset', hook: 'tcp:tcp_send_reset', tracepoint: 'tcp_send_reset' },
+  { name: 'handle_error_report', hook: 'sock:inet_sk_error_report', tracepoint: 'inet_sk_error_report' },
+  { name: 'handle_softirq_entry', hook: 'irq:softirq_entry', tracepoint: 'softirq_entry' },
+  { name: 'handle_softirq_exit', hook: 'irq:softirq_exit', tracepoint: 'softirq_exit' },
+  { name: 'handle_sockops', hook: 'cgroup sock_ops (SYN arrival)', cgroup: true },
+];
+
+const PRIVILEGE_FIX = 'run as root, or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN ' +
+  '(e.g. `sudo bin/tcpspan ...`, or in a container: --privileged or cap_add)';
+
+export function isPrivilegeErrno(err: number): boolean {
+  return err === ERRNO.EPERM || err === ERRNO.EACCES;
+}
+
+export function openCapture(opts: CaptureOptions): Capture {
+  captureLibbpfLog();
+  const objectPath = opts.objectPath ?? DEFAULT_OBJECT_PATH;
+  if (!existsSync(objectPath)) {
+    throw new CaptureError('open', `cannot open BPF object ${objectPath}: it does not exist; run scripts/setup to build it`);
+  }
+  takeLibbpfLog();
+  const obj = libbpf.openFile(objectPath);
+  if (!obj) {
+    const err = errno();
+    throw new CaptureError('open', `cannot open BPF object ${objectPath}: ${strerror(err)}; rebuild it with scripts/setup`,
+      takeLibbpfLog());
+  }
+  const links: Ptr[] = [];
+  let ring: RingBuffer | undefined;
+  try {
+    checkWireLayout(obj, objectPath);
+    const programs = configure(obj, opts);
+    loadObject(obj);
+    const cgroupFd = programs.some((p) => p.attach === 'cgroup') ? openCgroup(opts) : undefined;
+    const statuses = attachAll(obj, programs, links, cgroupFd, opts.warn);
+    if (cgroupFd !== undefined) closeSync(cgroupFd);
+    ring = mapRing(obj, opts.ringBytes);
+    return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'));
+  } catch (err) {
+    for (const link of links) libbpf.linkDestroy(link);
+    ring?.close();
+    libbpf.close(obj);
+    throw err;
+  }
+}
+
+function checkWireLayout(obj: Ptr, objectPath: string): void {
+  const btf = libbpf.objectBtf(obj);
+  if (!btf) throw new CaptureError('open', `${objectPath} has no BTF: rebuild it with scripts/setup (clang -g)`);
+  const problems = Object.entries(WIRE_STRUCTS).flatMap(([name, spec]) => compareLayout(spec, structLayout(btf, name), name));
+  if (problems.length) {
+    throw new CaptureError('open', `the BPF object and the decoder disagree on the wire layout (${problems[0]}): ` +
+      'rebuild with scripts/setup; if it persists, update src/decode/wire-layout.ts to match bpf/tcpspan.h', problems);
+  }
+}
+
+interface PlannedProgram {
+  spec: ProgramSpec;
+  prog: Ptr;
+  attach: 'tracepoint' | 'cgroup';
+}
+
+function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
+  const rodata = mustFindMap(obj, '.rodata');
+  const filter = encodeFilter(opts.filter);
+  if (libbpf.mapValueSize(rodata) !== filter.length) {
+    throw new CaptureError('configure', `the BPF object's read-only data is ${libbpf.mapValueSize(rodata)} bytes, ` +
+      `the filter ${filter.length}: only the filter may live in .rodata; rebuild with scripts/setup`);
+  }
+  check(libbpf.mapSetInitialValue(rodata, filter), 'configure', 'cannot set the kernel-side filters');
+  check(libbpf.mapSetMaxEntries(mustFindMap(obj, 'events'), opts.ringBytes), 'configure',
+    `cannot size the ring buffer to ${opts.ringBytes} bytes (a power of two, at least one page)`);
+  check(libbpf.mapSetMaxEntries(mustFindMap(obj, 'socks'), opts.maxSockets), 'configure',
+    `cannot size the socket map to ${opts.maxSockets} entries`);
+
+  const argCounts = withVmlinuxBtf((vmlinux) => {
+    const counts = new Map<string, number | undefined>();
+    for (const p of PROGRAMS) if (p.tracepoint) counts.set(p.tracepoint, tracepointArgCount(vmlinux, p.tracepoint));
+    return counts;
+  });
+  const planned: PlannedProgram[] = [];
+  for (const spec of PROGRAMS) {
+    const prog = libbpf.findProgram(obj, spec.name);
+    if (!prog) throw new CaptureError('configure', `program ${spec.name} is missing from the BPF object: rebuild with scripts/setup`);
+    let enabled = true;
+    if (spec.tracepoint) {
+      const args = argCounts.get(spec.tracepoint);
+      if (args === undefined) {
+        if (spec.required) {
+          throw new CaptureError('configure', `this kernel has no tracepoint ${spec.hook}: tcpspan needs Linux 4.16 or newer with BTF`);
+        }
+        opts.warn?.(`${spec.hook} does not exist on this kernel: ${spec.name} is off`);
+        enabled = false;
+      } else if (spec.args !== undefined && spec.args !== args) {
+        enabled = false; // the other variant of this program matches the kernel
+      }
+    } else if (spec.cgroup && !opts.synTiming) {
+      enabled = false;
+    }
+    libbpf.progSetAutoload(prog, enabled);
+    if (enabled) planned.push({ spec, prog, attach: spec.cgroup ? 'cgroup' : 'tracepoint' });
+  }
+  return planned;
+}
+
+function loadObject(obj: Ptr): void {
+  takeLibbpfLog();
+  const rc = libbpf.load(obj);
+  if (rc === 0) return;
+  const log = takeLibbpfLog();
+  if (isPrivilegeErrno(-rc)) {
+    throw new CaptureError('load', `cannot load BPF programs: ${strerror(-rc)}; ${PRIVILEGE_FIX}`, log);
+  }
+  const verifier = log.filter((l) => !l.startsWith('warning:')).slice(-12);
+  throw new CaptureError('load', `cannot load BPF programs: ${strerror(-rc)} (see the libbpf log below); ` +
+    'the kernel rejected them: report it with `bin/tcpspan doctor` output', verifier);
+}
+
+function openCgroup(opts: CaptureOptions): number | undefined {
+  const dir = opts.cgroupPath ?? findCgroup2Mount();
+  if (!dir) {
+    opts.warn?.('no cgroup v2 hierarchy is mounted: server spans start at SYN_RECV, not at the SYN; ' +
+      'mount one with `mount -t cgroup2 none /sys/fs/cgroup` or set capture.cgroupPath');
+    return undefined;
+  }
+  try {
+    return openSync(dir, 'r');
+  } catch (err) {
+    opts.warn?.(`cannot open cgroup ${dir} (${(err as Error).message}): server spans start at SYN_RECV, not at the SYN`);
+    return undefined;
+  }
+}
+
+export function findCgroup2Mount(): string | undefined {
+  try {
+    for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
+      const [, mountPoint, type] = line.split(' ');
+      if (type === 'cgroup2' && mountPoint) return mountPoint;
+    }
+  } catch {
+    // no /proc: treated as no cgroup v2
+  }
+  return undefined;
+}
+
+function attachAll(obj: Ptr, planned: PlannedProgram[], links: Ptr[], cgroupFd: number | undefined,
+                   warn: ((m: string) => void) | undefined): ProgramStatus[] {
+  void obj;
+  const statuses: ProgramStatus[] = [];
+  for (const { spec, prog, attach } of planned) {
+    if (attach === 'cgroup' && cgroupFd === undefined) {
+      statuses.push({ program: spec.name, hook: spec.hook, attached: false, note: 'no cgroup v2 hierarchy' });
+      continue;
+    }
+    takeLibbpfLog();
+    const link = attach === 'cgroup' ? libbpf.progAttachCgroup(prog, cgroupFd!) : libbpf.progAttach(prog);
+    if (!link) {
+      const err = errno();
+      const why = isPrivilegeErrno(err) ? PRIVILEGE_FIX : 'see `bin/tcpspan doctor`';
+      if (spec.required || attach === 'tracepoint') {
+        throw new CaptureError('attach', `cannot attach ${spec.hook} (${spec.name}): ${strerror(err)}; ${why}`, takeLibbpfLog());
+      }
+      warn?.(`cannot attach ${spec.hook}: ${strerror(err)}; server spans start at SYN_RECV, not at the SYN`);
+      statuses.push({ program: spec.name, hook: spec.hook, attached: false, note: strerror(err) });
+      continue;
+    }
+    links.push(link);
+    statuses.push({ program: spec.name, hook: spec.hook, attached: true });
+  }
+  return statuses;
+}
+
+function mapRing(obj: Ptr, ringBytes: number): RingBuffer {
+  try {
+    return openRingBuffer(mapFd(obj, 'events'), ringBytes);
+  } catch (err) {
+    throw new CaptureError('ring', `${(err as Error).message}; free memory or lower capture.ringBufferBytes`);
+  }
+}
+
+function mustFindMap(obj: Ptr, name: string): Ptr {
+  const map = libbpf.findMap(obj, name);
+  if (!map) throw new CaptureError('configure', `map ${name} is missing from the BPF object: rebuild with scripts/setup`);
+  return map;
+}
+
+function mapFd(obj: Ptr, name: string): number {
+  return libbpf.mapFd(mustFindMap(obj, name));
+}
+
+function check(rc: number, stage: CaptureStage, what: string): void {
+  if (rc < 0) throw new CaptureError(stage, `${what}: ${strerror(-rc)}`);
+}
+
+class LoadedCapture implements Capture {
+  private _detached = false;
+  private _closed = false;
+  private readonly _key = Buffer.alloc(4);
+  private readonly _values: Buffer;
+  private readonly _cpus: number;
+
+  constructor(private readonly _obj: Ptr, private readonly _links: Ptr[], readonly ring: RingBuffer,
+              readonly programs: readonly ProgramStatus[], private readonly _countersFd: number) {
+    this._cpus = libbpf.numPossibleCpus();
+    this._values = Buffer.alloc(this._cpus * COUNTERS_LAYOUT.size);
+  }
+
+  readCounters(): Counters {
+    const sums = [0, 0, 0, 0];
+    if (!this._closed && libbpf.mapLookupElem(this._countersFd, this._key, this._values) === 0) {
+      for (let cpu = 0; cpu < this._cpus; cpu++) {
+        for (let i = 0; i < sums.length; i++) {
+          sums[i]! += Number(this._values.readBigUInt64LE(cpu * COUNTERS_LAYOUT.size + 8 * i));
+        }
+      }
+    }
+    return { submitted: sums[0]!, ringbufFull: sums[1]!, sockMapFull: sums[2]!, synMapFull: sums[3]! };
+  }
+
+  detach(): void {
+    if (this._detached) return;
+    this._detached = true;
+    for (const link of this._links.splice(0)) libbpf.linkDestroy(link);
+  }
+
+  close(): void {
+    if (this._closed) return;
+    this.detach();
+    this._closed = true;
+    this.ring.close();
+    libbpf.close(this._obj);
+  }
+}

@@ -1,0 +1,113 @@
+// `tcpspan events`: decoded kernel events as JSON lines on stdout, loss counters on stderr at the end.
+import { parseArgs } from 'node:util';
+import { openCapture, type Capture } from '../capture/probes.js';
+import { buildFilter } from '../capture/filter.js';
+import { createRingPoller } from '../capture/ring-poller.js';
+import { decodeEvent, newKernelEvent, type RecordMemory } from '../decode/event.js';
+import { createClock, eventToJson } from '../decode/format.js';
+import { onShutdownSignal, UsageError } from './common.js';
+
+export const EVENTS_USAGE = `usage: tcpspan events [--port N]... [--addr CIDR]... [--netns INODE] [--ring-bytes N]
+  Prints every TCP lifecycle event the kernel reports, one JSON object per line,
+  until SIGINT/SIGTERM; then prints the loss counters to stderr.
+  --port N        only connections with port N at either end (repeatable, at most 16)
+  --addr CIDR     only connections with an address in CIDR at either end (repeatable, at most 16)
+  --netns INODE   only this network namespace (inode, as in \`ls -Li /proc/PID/ns/net\`)
+  --ring-bytes N  ring buffer size (power of two; default 8388608)`;
+
+export interface EventsSummary {
+  submitted: number;
+  received: number;
+  lost: { ringbuf_full: number; in_transit: number };
+  untracked_sockets: number;
+  syn_times_not_recorded: number;
+  handler_errors: number;
+}
+
+export async function runEvents(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: 'string', multiple: true, default: [] },
+      addr: { type: 'string', multiple: true, default: [] },
+      netns: { type: 'string' },
+      'ring-bytes': { type: 'string', default: String(8 << 20) },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${EVENTS_USAGE}\n`);
+    return 0;
+  }
+  const filter = buildFilter(values.port, values.addr, parseNetns(values.netns));
+  const ringBytes = parseRingBytes(values['ring-bytes']);
+  const capture = openCapture({
+    filter, ringBytes, maxSockets: 65536, synTiming: true,
+    warn: (m) => process.stderr.write(`tcpspan events: warning: ${m}\n`),
+  });
+  return streamEvents(capture);
+}
+
+function parseNetns(text: string | undefined): number {
+  if (text === undefined) return 0;
+  if (!/^\d+$/.test(text)) throw new UsageError(`invalid --netns '${text}': expected a namespace inode number`);
+  return Number(text);
+}
+
+export function parseRingBytes(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 4096 || (n & (n - 1)) !== 0 || n > 2 ** 30) {
+    throw new UsageError(`invalid --ring-bytes '${text}': expected a power of two from 4096 to 1073741824`);
+  }
+  return n;
+}
+
+async function streamEvents(capture: Capture): Promise<number> {
+  const clock = createClock();
+  const event = newKernelEvent();
+  let received = 0;
+  let lines: string[] = [];
+  let outputClosed = false;
+
+  const handle = (m: RecordMemory, off: number): void => {
+    decodeEvent(m, off, event);
+    received++;
+    lines.push(JSON.stringify(eventToJson(event, clock)));
+  };
+  const flush = (): void => {
+    if (lines.length === 0 || outputClosed) { lines = []; return; }
+    process.stdout.write(`${lines.join('\n')}\n`);
+    lines = [];
+  };
+  const drain = (): number => {
+    const n = capture.ring.drain(handle);
+    flush();
+    return n;
+  };
+  const poller = createRingPoller(capture.ring, drain, { busyIntervalMs: 2 });
+
+  const stopped = new Promise<void>((resolve) => {
+    onShutdownSignal(resolve);
+    process.stdout.on('error', () => { outputClosed = true; resolve(); });
+  });
+  poller.start();
+  await stopped;
+
+  // stop intake, then take what is already in the ring
+  capture.detach();
+  await poller.stop();
+  while (drain() > 0);
+  const c = capture.readCounters();
+  const summary: EventsSummary = {
+    submitted: c.submitted,
+    received,
+    lost: { ringbuf_full: c.ringbufFull, in_transit: Math.max(0, c.submitted - received) },
+    untracked_sockets: c.sockMapFull,
+    syn_times_not_recorded: c.synMapFull,
+    handler_errors: capture.ring.handlerErrors,
+  };
+  capture.close();
+  process.stderr.write(`${JSON.stringify({ tcpspan_events_summary: summary })}\n`);
+  return 0;
+}
