@@ -11,6 +11,7 @@
  *   tp_btf/tcp_receive_reset     RST received
  *   tp_btf/tcp_send_reset        RST sent
  *   tp_btf/inet_sk_error_report  socket errors (ECONNREFUSED, ETIMEDOUT, ...)
+ *   tp_btf/tcp_destroy_sock      forgets the socket's summary
  *   sockops                      when a SYN reached a listener (no tracepoint reports it)
  */
 #include "vmlinux.h"
@@ -51,7 +52,10 @@ struct sock_info {
 	__u32 rx_segs;
 	__u32 pid;
 	__u16 flags;
-	__u16 lport;   /* the kernel clears the local port when it unhashes the socket at CLOSE */
+	/* the kernel clears the ports at CLOSE (unhash) and in tcp_disconnect(); keep the tuple stable */
+	__u16 lport;
+	__u16 rport;
+	__u16 _pad[3];
 	char comm[TCPSPAN_COMM_LEN];
 };
 
@@ -160,8 +164,9 @@ static __always_inline void tuple_of(const struct sock_common *skc, struct tuple
 		BPF_CORE_READ_INTO((__u32 *)t->laddr, skc, skc_rcv_saddr);
 		BPF_CORE_READ_INTO((__u32 *)t->raddr, skc, skc_daddr);
 	} else {
-		BPF_CORE_READ_INTO(t->laddr, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(t->raddr, skc, skc_v6_daddr.in6_u.u6_addr8);
+		/* BPF_CORE_READ_INTO would size the copy by *dst: one byte */
+		bpf_core_read(t->laddr, 16, &skc->skc_v6_rcv_saddr);
+		bpf_core_read(t->raddr, 16, &skc->skc_v6_daddr);
 	}
 }
 
@@ -343,9 +348,13 @@ static __always_inline void take_task(struct sock_info *si)
 	if (!si || (si->flags & TCPSPAN_F_PID) || !in_task_context())
 		return;
 	si->pid = bpf_get_current_pid_tgid() >> 32;
-	/* the process's name, not the calling thread's (Node names its main thread "MainThread") */
+	/*
+	 * The executable's name, as process.executable.name defines it: a
+	 * thread's comm can be renamed (Node calls its main thread "MainThread").
+	 */
 	task = bpf_get_current_task_btf();
-	bpf_probe_read_kernel_str(si->comm, sizeof(si->comm), task->group_leader->comm);
+	bpf_probe_read_kernel_str(si->comm, sizeof(si->comm),
+				  BPF_CORE_READ(task, mm, exe_file, f_path.dentry, d_name.name));
 	si->flags |= TCPSPAN_F_PID;
 }
 
@@ -358,6 +367,10 @@ static __always_inline void remember_port(struct sock_info *si, struct tuple *t)
 		si->lport = t->lport;
 	else
 		t->lport = si->lport;
+	if (t->rport)
+		si->rport = t->rport;
+	else
+		t->rport = si->rport;
 }
 
 static __always_inline void syn_key_of(struct syn_key *k, const struct tuple *t, __u64 netns_cookie)
@@ -419,8 +432,17 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 			e->error = BPF_CORE_READ(sk, sk_err);
 		submit(e);
 	}
-	if (newstate == TCP_CLOSE)
+	if (newstate == TCP_CLOSE && !(tcpspan_filter.flags & TCPSPAN_FILTER_KEEP_UNTIL_DESTROY))
 		bpf_map_delete_elem(&socks, &cookie);
+	return 0;
+}
+
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(handle_destroy_sock, struct sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+
+	bpf_map_delete_elem(&socks, &cookie);
 	return 0;
 }
 

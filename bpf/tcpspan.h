@@ -92,7 +92,10 @@ struct tcpspan_filter {
 	__u32 n_cidrs;
 	__u32 n_ports;
 	__u32 netns;           /* 0: every network namespace */
-	__u32 _pad;
+	__u32 flags;           /* TCPSPAN_FILTER_* */
 };
+
+/* Socket summaries live until tcp:tcp_destroy_sock (events can follow CLOSE: an RST, an error). */
+#define TCPSPAN_FILTER_KEEP_UNTIL_DESTROY 0x1
 
 #endif /* __TCPSPAN_H */

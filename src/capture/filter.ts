@@ -70,7 +70,7 @@ export function buildFilter(ports: string[], cidrs: string[], netns = 0): Filter
 }
 
 /** struct tcpspan_filter, ready for the read-only data of the BPF object. */
-export function encodeFilter(spec: FilterSpec): Buffer {
+export function encodeFilter(spec: FilterSpec, flags = 0): Buffer {
   const buf = Buffer.alloc(FILTER_LAYOUT.size);
   const F = FILTER_LAYOUT.fields, C = CIDR_LAYOUT.fields;
   spec.cidrs.forEach((c, i) => {
@@ -83,5 +83,6 @@ export function encodeFilter(spec: FilterSpec): Buffer {
   buf.writeUInt32LE(spec.cidrs.length, F.n_cidrs.offset);
   buf.writeUInt32LE(spec.ports.length, F.n_ports.offset);
   buf.writeUInt32LE(spec.netns, F.netns.offset);
+  buf.writeUInt32LE(flags, F.flags.offset);
   return buf;
 }

@@ -9,7 +9,7 @@ import { structLayout, tracepointArgCount, withVmlinuxBtf } from './btf.js';
 import { openRingBuffer, type RingBuffer } from './ring-buffer.js';
 import { encodeFilter, type FilterSpec } from './filter.js';
 import { ERRNO, errno, strerror } from './libc.js';
-import { compareLayout, COUNTERS_LAYOUT, WIRE_STRUCTS } from '../decode/wire-layout.js';
+import { compareLayout, COUNTERS_LAYOUT, FILTER_KEEP_UNTIL_DESTROY, WIRE_STRUCTS } from '../decode/wire-layout.js';
 
 export type CaptureStage = 'open' | 'configure' | 'load' | 'attach' | 'ring';
 
@@ -78,6 +78,7 @@ const PROGRAMS: readonly ProgramSpec[] = [
   { name: 'handle_receive_reset', hook: 'tcp:tcp_receive_reset', tracepoint: 'tcp_receive_reset' },
   { name: 'handle_send_reset', hook: 'tcp:tcp_send_reset', tracepoint: 'tcp_send_reset' },
   { name: 'handle_error_report', hook: 'sock:inet_sk_error_report', tracepoint: 'inet_sk_error_report' },
+  { name: 'handle_destroy_sock', hook: 'tcp:tcp_destroy_sock', tracepoint: 'tcp_destroy_sock' },
   { name: 'handle_softirq_entry', hook: 'irq:softirq_entry', tracepoint: 'softirq_entry' },
   { name: 'handle_softirq_exit', hook: 'irq:softirq_exit', tracepoint: 'softirq_exit' },
   { name: 'handle_sockops', hook: 'cgroup sock_ops (SYN arrival)', cgroup: true },
@@ -139,13 +140,6 @@ interface PlannedProgram {
 }
 
 function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
-  const rodata = mustFindMap(obj, '.rodata');
-  const filter = encodeFilter(opts.filter);
-  if (libbpf.mapValueSize(rodata) !== filter.length) {
-    throw new CaptureError('configure', `the BPF object's read-only data is ${libbpf.mapValueSize(rodata)} bytes, ` +
-      `the filter ${filter.length}: only the filter may live in .rodata; rebuild with scripts/setup`);
-  }
-  check(libbpf.mapSetInitialValue(rodata, filter), 'configure', 'cannot set the kernel-side filters');
   check(libbpf.mapSetMaxEntries(mustFindMap(obj, 'events'), opts.ringBytes), 'configure',
     `cannot size the ring buffer to ${opts.ringBytes} bytes (a power of two, at least one page)`);
   check(libbpf.mapSetMaxEntries(mustFindMap(obj, 'socks'), opts.maxSockets), 'configure',
@@ -178,6 +172,16 @@ function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
     libbpf.progSetAutoload(prog, enabled);
     if (enabled) planned.push({ spec, prog, attach: spec.cgroup ? 'cgroup' : 'tracepoint' });
   }
+
+  // without tcp_destroy_sock, summaries are dropped at CLOSE (events after it lose the local port)
+  const keep = planned.some((p) => p.spec.name === 'handle_destroy_sock') ? FILTER_KEEP_UNTIL_DESTROY : 0;
+  const rodata = mustFindMap(obj, '.rodata');
+  const filter = encodeFilter(opts.filter, keep);
+  if (libbpf.mapValueSize(rodata) !== filter.length) {
+    throw new CaptureError('configure', `the BPF object's read-only data is ${libbpf.mapValueSize(rodata)} bytes, ` +
+      `the filter ${filter.length}: only the filter may live in .rodata; rebuild with scripts/setup`);
+  }
+  check(libbpf.mapSetInitialValue(rodata, filter), 'configure', 'cannot set the kernel-side filters');
   return planned;
 }
 

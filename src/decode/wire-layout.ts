@@ -69,9 +69,11 @@ export const FILTER_LAYOUT = {
     n_cidrs: f(416, 4),
     n_ports: f(420, 4),
     netns: f(424, 4),
+    flags: f(428, 4),
   },
 } as const satisfies LayoutSpec<string>;
 
+export const FILTER_KEEP_UNTIL_DESTROY = 0x1;
 export const MAX_PORTS = 16;
 export const MAX_CIDRS = 16;
 

@@ -1,0 +1,189 @@
+// Integration: the real kernel, real sockets, the real BPF programs.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import net from 'node:net';
+import { once } from 'node:events';
+import { startCaptureSession, ownNetns, type CaptureSession, type CapturedEvent } from './support/capture-session.js';
+import { closedPort, LOOPBACK, runClient, startServer, type Family } from './support/tcp.js';
+import { EventFlag, EventKind, TcpState } from '../src/decode/event.js';
+
+const ECONNREFUSED = 111;
+const ECONNRESET = 104;
+
+function transitions(events: CapturedEvent[], cookie: number): string[] {
+  return events.filter((e) => e.cookie === cookie && e.kind === EventKind.State).map((e) => `${e.oldstateName}>${e.stateName}`);
+}
+
+function cookieOf(events: CapturedEvent[], pred: (e: CapturedEvent) => boolean, what: string): number {
+  const e = events.find(pred);
+  assert.ok(e, `no event for ${what}`);
+  return e.cookie;
+}
+
+
+
+describe('kernel capture', function () {
+  let session: CaptureSession;
+
+  afterEach(async () => {
+    await session?.stop();
+  });
+
+  for (const family of [4, 6] as Family[]) {
+    describe(`a loopback connection over IPv${family}`, () => {
+      it('should report every transition of both ends, in order, with addresses, ports, pids and netns', async () => {
+        const server = await startServer(family, { reply: 3 });
+        session = await startCaptureSession({ ports: [server.port] });
+        const client = await runClient(LOOPBACK[family], server.port, { send: 5, expect: 3 });
+        const isClient = (e: CapturedEvent) => e.lport === client.localPort && e.rport === server.port;
+        const isServer = (e: CapturedEvent) => e.lport === server.port && e.rport === client.localPort;
+        await session.waitFor((evs) => evs.filter((e) => e.kind === EventKind.State && e.state === TcpState.CLOSE).length >= 2, 5000, 'both ends to close');
+        await server.close();
+
+        const evs = session.events;
+        const c = cookieOf(evs, isClient, 'the client end');
+        const s = cookieOf(evs, isServer, 'the server end');
+        assert.notEqual(c, s);
+        assert.deepEqual(transitions(evs, c), ['CLOSE>SYN_SENT', 'SYN_SENT>ESTABLISHED', 'ESTABLISHED>FIN_WAIT1', 'FIN_WAIT1>FIN_WAIT2', 'FIN_WAIT2>CLOSE']);
+        assert.deepEqual(transitions(evs, s), ['LISTEN>SYN_RECV', 'SYN_RECV>ESTABLISHED', 'ESTABLISHED>CLOSE_WAIT', 'CLOSE_WAIT>LAST_ACK', 'LAST_ACK>CLOSE']);
+
+        const netns = ownNetns();
+        const addr = LOOPBACK[family];
+        for (const e of evs.filter((x) => x.cookie === c && x.kind === EventKind.State)) {
+          // SYN_SENT happens before the kernel picks the local port
+          assert.deepEqual({ family: e.family, local: e.local, remote: e.remote, rport: e.rport, netns: e.netns },
+            { family: family === 4 ? 2 : 10, local: addr, remote: addr, rport: server.port, netns }, `client ${e.stateName}`);
+          if (e.state !== TcpState.SYN_SENT) assert.equal(e.lport, client.localPort);
+          // the client process made the connection: every event carries its pid from SYN_SENT on
+          assert.deepEqual({ pid: e.pid, comm: e.comm, hasPid: (e.flags & EventFlag.Pid) !== 0 }, { pid: client.pid, comm: 'node', hasPid: true });
+        }
+        for (const e of evs.filter((x) => x.cookie === s && x.kind === EventKind.State)) {
+          assert.deepEqual({ local: e.local, lport: e.lport, remote: e.remote, rport: e.rport, netns: e.netns },
+            { local: addr, lport: server.port, remote: addr, rport: client.localPort, netns }, `server ${e.stateName}`);
+          // before the server process acts (close -> LAST_ACK) everything ran in softirq: no pid, and never the client's
+          if (e.state === TcpState.LAST_ACK || e.state === TcpState.CLOSE) assert.equal(e.pid, process.pid);
+          else assert.equal(e.flags & EventFlag.Pid, 0, `server ${e.stateName} must carry no pid`);
+        }
+        // the SYN's arrival precedes the server socket's first transition
+        const synRecv = evs.find((e) => e.cookie === s && e.state === TcpState.SYN_RECV)!;
+        const synSent = evs.find((e) => e.cookie === c && e.state === TcpState.SYN_SENT)!;
+        assert.ok(synRecv.synNs > synSent.tsNs && synRecv.synNs < synRecv.tsNs, 'SYN arrival between SYN_SENT and SYN_RECV');
+        // both ends see the same initial sequence numbers, crosswise
+        const cEst = evs.find((e) => e.cookie === c && e.state === TcpState.ESTABLISHED)!;
+        const sEst = evs.find((e) => e.cookie === s && e.state === TcpState.ESTABLISHED)!;
+        assert.deepEqual({ local: cEst.isnLocal, peer: cEst.isnPeer }, { local: sEst.isnPeer, peer: sEst.isnLocal });
+        assert.ok(cEst.flags & EventFlag.Isn && sEst.flags & EventFlag.Isn);
+        // the final counters: client sent 5 bytes and received 3 (plus SYN and FIN sequence space)
+        const cClose = evs.find((e) => e.cookie === c && e.state === TcpState.CLOSE)!;
+        assert.deepEqual({ acked: cClose.bytesAcked, received: cClose.bytesReceived, err: cClose.error }, { acked: 5 + 2, received: 3 + 1, err: 0 });
+      });
+    });
+  }
+
+  it('should show the reset and the error for a refused connection', async () => {
+    const port = await closedPort(4);
+    session = await startCaptureSession({ ports: [port] });
+    const client = await runClient('127.0.0.1', port);
+    assert.equal(client.error, 'ECONNREFUSED');
+    await session.waitFor((evs) => evs.some((e) => e.kind === EventKind.Error), 5000, 'the error report');
+    const evs = session.events;
+    const c = cookieOf(evs, (e) => e.kind === EventKind.State && e.state === TcpState.SYN_SENT, 'SYN_SENT');
+    const mine = evs.filter((e) => e.cookie === c).map((e) => [e.kind, e.stateName, e.error]);
+    assert.deepEqual(mine, [
+      [EventKind.State, 'SYN_SENT', 0],
+      [EventKind.ResetReceived, 'SYN_SENT', 0],
+      [EventKind.State, 'CLOSE', ECONNREFUSED],
+      [EventKind.Error, 'CLOSE', ECONNREFUSED],
+    ]);
+    // the RST came from no socket: reported with cookie 0, from the closed port's side
+    const rst = evs.filter((e) => e.kind === EventKind.ResetSent);
+    const clientPort = evs.find((e) => e.cookie === c && e.state === TcpState.CLOSE)!.lport;
+    assert.ok(clientPort > 0, 'the client end keeps its port until CLOSE');
+    assert.deepEqual(rst.map((e) => ({ cookie: e.cookie, lport: e.lport, rport: e.rport, local: e.local, remote: e.remote })),
+      [{ cookie: 0, lport: port, rport: clientPort, local: '127.0.0.1', remote: '127.0.0.1' }]);
+  });
+
+  it('should attribute an abortive close (SO_LINGER 0) to the side that sent the reset', async () => {
+    const server = await startServer(4, {
+      onConnection: (s) => s.once('data', () => s.resetAndDestroy()),
+    });
+    session = await startCaptureSession({ ports: [server.port] });
+    const client = await runClient('127.0.0.1', server.port, { send: 10, expect: 1 });
+    assert.equal(client.error, 'ECONNRESET');
+    await session.waitFor((evs) => evs.filter((e) => e.state === TcpState.CLOSE && e.kind === EventKind.State).length >= 2, 5000, 'both ends to close');
+    await server.close();
+    const evs = session.events;
+    const s = cookieOf(evs, (e) => e.lport === server.port && e.cookie !== 0, 'the server end');
+    const c = cookieOf(evs, (e) => e.rport === server.port && e.state === TcpState.SYN_SENT, 'the client end');
+    const kinds = (cookie: number) => evs.filter((e) => e.cookie === cookie && e.kind !== EventKind.State).map((e) => [e.kind, e.error]);
+    // tcp_disconnect() also sets ECONNRESET on the aborting socket and reports it
+    assert.deepEqual(kinds(s), [[EventKind.ResetSent, 0], [EventKind.Error, ECONNRESET]]);
+    assert.deepEqual(evs.filter((e) => e.cookie === s).map((e) => [e.lport, e.rport]).filter(([l, r]) => l !== server.port || r === 0), []);
+    assert.deepEqual(kinds(c), [[EventKind.ResetReceived, 0], [EventKind.Error, ECONNRESET]]);
+    assert.deepEqual(transitions(evs, s).slice(-1), ['ESTABLISHED>CLOSE']);
+    assert.deepEqual(transitions(evs, c).slice(-1), ['ESTABLISHED>CLOSE']);
+    assert.equal(evs.find((e) => e.cookie === s && e.kind === EventKind.ResetSent)!.pid, process.pid);
+  });
+
+  it('should agree with ss -ti on RTT and byte counts for a live connection', async () => {
+    const server = await startServer(4, {
+      onConnection: (s) => s.on('data', (d) => s.write(d)), // echo
+    });
+    session = await startCaptureSession({ ports: [server.port] });
+    const sock = net.connect(server.port, '127.0.0.1');
+    await once(sock, 'connect');
+    for (let i = 0; i < 30; i++) {
+      sock.write(Buffer.alloc(100 + i));
+      await once(sock, 'data');
+    }
+    await new Promise((r) => setTimeout(r, 50)); // let the last ACKs land
+    const ss = execFileSync('ss', ['-tin', 'state', 'established', `( sport = :${sock.localPort} )`], { encoding: 'utf8' });
+    const rttMs = Number(/\brtt:([\d.]+)\//.exec(ss)?.[1]);
+    const field = (name: string) => Number(new RegExp(`\\b${name}:(\\d+)`).exec(ss)?.[1]);
+    assert.ok(rttMs > 0, `ss printed no rtt: ${ss}`);
+    sock.end();
+    await session.waitFor((evs) => evs.some((e) => e.state === TcpState.FIN_WAIT1), 5000, 'FIN_WAIT1');
+    const fin = session.events.find((e) => e.state === TcpState.FIN_WAIT1)!;
+    // the close() that entered FIN_WAIT1 ran before any further packet: the kernel's numbers are ss's
+    assert.deepEqual(
+      { srtt: fin.srttUs, bytesAcked: fin.bytesAcked, bytesReceived: fin.bytesReceived, segsIn: fin.segsIn, segsOut: fin.segsOut },
+      { srtt: Math.round(rttMs * 1000), bytesAcked: field('bytes_acked'), bytesReceived: field('bytes_received'), segsIn: field('segs_in'), segsOut: field('segs_out') });
+    // the receive-path summary saw every echoed segment
+    assert.ok(fin.rttCount >= 30 && fin.rttMinUs > 0 && fin.rttMinUs <= fin.rttMaxUs, JSON.stringify(fin));
+    assert.ok(fin.rxBytes >= 30 * 100 && fin.rxSegs >= 30);
+    await server.close();
+    sock.destroy();
+  });
+
+  it('should let no event of another port reach user space when filtering by port', async () => {
+    const wanted = await startServer(4, { reply: 1 });
+    const other = await startServer(6, { reply: 1 });
+    session = await startCaptureSession({ ports: [wanted.port] });
+    await Promise.all([runClient('::1', other.port, { send: 1, expect: 1 }), runClient('127.0.0.1', wanted.port, { send: 1, expect: 1 }), runClient('::1', other.port, { send: 1, expect: 1 })]);
+    await session.waitFor((evs) => evs.filter((e) => e.state === TcpState.CLOSE).length >= 2, 5000, 'the wanted connection to close');
+    await new Promise((r) => setTimeout(r, 100));
+    await Promise.all([wanted.close(), other.close()]);
+    const counters = await session.stop();
+    assert.ok(session.events.length >= 10);
+    assert.deepEqual(session.events.filter((e) => e.lport !== wanted.port && e.rport !== wanted.port), []);
+    assert.equal(counters.submitted, session.events.length, 'the kernel submitted only what user space received');
+  });
+
+  it('should filter by address range, matching either end', async () => {
+    const v4 = await startServer(4, { reply: 1 });
+    const v6 = await startServer(6, { reply: 1 });
+    session = await startCaptureSession({ cidrs: [{ family: 10, addr: Uint8Array.from([...Array(15).fill(0), 1]), prefix: 128, text: '::1/128' }] });
+    await runClient('127.0.0.1', v4.port, { send: 1, expect: 1 });
+    await runClient('::1', v6.port, { send: 1, expect: 1 });
+    await session.waitFor((evs) => evs.filter((e) => e.state === TcpState.CLOSE).length >= 2, 5000, 'the IPv6 connection to close');
+    await Promise.all([v4.close(), v6.close()]);
+    await session.stop();
+    assert.deepEqual(session.events.filter((e) => e.family !== 10 || (e.local !== '::1' && e.remote !== '::1')), []);
+    assert.ok(session.events.some((e) => e.lport === v6.port));
+  });
+
+  it('should start with every loss counter at zero', async () => {
+    session = await startCaptureSession({ ports: [1] });
+    assert.deepEqual(session.capture.readCounters(), { submitted: 0, ringbufFull: 0, sockMapFull: 0, synMapFull: 0 });
+  });
+});

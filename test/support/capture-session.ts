@@ -1,0 +1,65 @@
+// Runs the real capture in-process for a test and keeps every decoded event.
+import { statSync } from 'node:fs';
+import { openCapture, type Capture, type Counters } from '../../src/capture/probes.js';
+import { NO_FILTER, type FilterSpec } from '../../src/capture/filter.js';
+import { createRingPoller, type RingPoller } from '../../src/capture/ring-poller.js';
+import { decodeEvent, newKernelEvent, type KernelEvent } from '../../src/decode/event.js';
+import { localAddress, remoteAddress, stateName } from '../../src/decode/format.js';
+
+export interface CapturedEvent extends KernelEvent {
+  local: string;
+  remote: string;
+  stateName: string;
+  oldstateName: string;
+}
+
+export interface CaptureSession {
+  readonly capture: Capture;
+  readonly events: CapturedEvent[];
+  waitFor(pred: (events: CapturedEvent[]) => boolean, timeoutMs?: number, what?: string): Promise<void>;
+  /** Detaches, drains what is left, closes; returns the final kernel counters. */
+  stop(): Promise<Counters>;
+}
+
+export function ownNetns(): number {
+  return statSync('/proc/self/ns/net').ino;
+}
+
+export async function startCaptureSession(filter: Partial<FilterSpec> = {}): Promise<CaptureSession> {
+  const capture = openCapture({
+    filter: { ...NO_FILTER, ...filter }, ringBytes: 8 << 20, maxSockets: 65536, synTiming: true,
+  });
+  const events: CapturedEvent[] = [];
+  const scratch = newKernelEvent();
+  const drain = (): number => capture.ring.drain((m, off) => {
+    decodeEvent(m, off, scratch);
+    events.push({
+      ...scratch, local: localAddress(scratch), remote: remoteAddress(scratch),
+      stateName: stateName(scratch.state), oldstateName: stateName(scratch.oldstate),
+    });
+  });
+  const poller: RingPoller = createRingPoller(capture.ring, drain, { busyIntervalMs: 2 });
+  poller.start();
+  let stopped: Promise<Counters> | undefined;
+  return {
+    capture,
+    events,
+    async waitFor(pred, timeoutMs = 5000, what = 'events') {
+      const deadline = Date.now() + timeoutMs;
+      while (!pred(events)) {
+        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (${events.length} events seen)`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
+    stop() {
+      return (stopped ??= (async () => {
+        capture.detach();
+        await poller.stop();
+        while (drain() > 0);
+        const counters = capture.readCounters();
+        capture.close();
+        return counters;
+      })());
+    },
+  };
+}
