@@ -40,13 +40,23 @@ export async function runEvents(argv: string[]): Promise<number> {
     process.stdout.write(`${EVENTS_USAGE}\n`);
     return 0;
   }
-  const filter = buildFilter(values.port, values.addr, parseNetns(values.netns));
+  const filter = usage(() => buildFilter(values.port, values.addr, parseNetns(values.netns)));
   const ringBytes = parseRingBytes(values['ring-bytes']);
   const capture = openCapture({
     filter, ringBytes, maxSockets: 65536, synTiming: true,
     warn: (m) => process.stderr.write(`tcpspan events: warning: ${m}\n`),
   });
+  const attached = capture.programs.filter((p) => p.attached).length;
+  process.stderr.write(`tcpspan events: capturing (${attached} programs attached); SIGINT or SIGTERM to stop\n`);
   return streamEvents(capture);
+}
+
+function usage<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 function parseNetns(text: string | undefined): number {

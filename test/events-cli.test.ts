@@ -1,0 +1,52 @@
+// The `tcpspan events` command as a user runs it: a process, JSON lines, a summary on exit.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
+import { runClient, startServer } from './support/tcp.js';
+
+const MAIN = path.resolve(__dirname, '..', 'src', 'cli', 'main.js');
+
+async function startEvents(args: string[]): Promise<{ child: ChildProcess; stdout: () => string; stderr: () => string }> {
+  const child = spawn(process.execPath, [MAIN, 'events', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  const deadline = Date.now() + 10_000;
+  while (!err.includes('capturing')) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`tcpspan events did not start: ${err}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { child, stdout: () => out, stderr: () => err };
+}
+
+describe('tcpspan events', () => {
+  it('should print one JSON object per event and the loss counters on SIGINT', async () => {
+    const server = await startServer(4, { reply: 2 });
+    const ev = await startEvents(['--port', String(server.port)]);
+    const client = await runClient('127.0.0.1', server.port, { send: 4, expect: 2 });
+    await new Promise((r) => setTimeout(r, 200));
+    ev.child.kill('SIGINT');
+    const [code] = (await once(ev.child, 'exit')) as [number];
+    await server.close();
+    assert.equal(code, 0);
+    const lines = ev.stdout().trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+    assert.equal(lines.length, 10, 'five transitions for each end');
+    const established = lines.find((l) => l['state'] === 'ESTABLISHED' && l['local'].port === client.localPort)!;
+    assert.deepEqual(Object.keys(established).sort(), ['family', 'isn', 'key', 'kind', 'local', 'netns', 'oldstate', 'pid', 'comm', 'remote', 'state', 'tcp', 'time', 'ts_ns'].sort());
+    assert.deepEqual({ kind: established['kind'], family: established['family'], local: established['local'], remote: established['remote'], oldstate: established['oldstate'], pid: established['pid'], comm: established['comm'] },
+      { kind: 'state', family: 'ipv4', local: { address: '127.0.0.1', port: client.localPort }, remote: { address: '127.0.0.1', port: server.port }, oldstate: 'SYN_SENT', pid: client.pid, comm: 'node' });
+    assert.ok(Math.abs(Date.parse(established['time']) - Date.now()) < 10_000, 'time is wall-clock time');
+    const summary = JSON.parse(ev.stderr().trim().split('\n').pop()!).tcpspan_events_summary;
+    assert.deepEqual(summary, { submitted: 10, received: 10, lost: { ringbuf_full: 0, in_transit: 0 }, untracked_sockets: 0, syn_times_not_recorded: 0, handler_errors: 0 });
+  });
+
+  it('should refuse a bad flag value with one line naming it, before attaching anything', async () => {
+    const child = spawn(process.execPath, [MAIN, 'events', '--port', '70000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    const [code] = (await once(child, 'exit')) as [number];
+    assert.equal(code, 2);
+    assert.equal(err, "tcpspan: invalid port '70000': expected a number from 1 to 65535\n");
+  });
+});

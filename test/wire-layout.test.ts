@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict';
+import { libbpf } from '../src/capture/libbpf.js';
+import { structLayout } from '../src/capture/btf.js';
+import { DEFAULT_OBJECT_PATH } from '../src/capture/probes.js';
+import { compareLayout, EVENT_LAYOUT, WIRE_STRUCTS } from '../src/decode/wire-layout.js';
+
+describe('wire layout', () => {
+  it('should match the BTF of the compiled BPF object, struct by struct', () => {
+    const obj = libbpf.openFile(DEFAULT_OBJECT_PATH);
+    assert.ok(obj, `cannot open ${DEFAULT_OBJECT_PATH}`);
+    try {
+      const btf = libbpf.objectBtf(obj)!;
+      for (const [name, spec] of Object.entries(WIRE_STRUCTS)) {
+        const actual = structLayout(btf, name);
+        assert.deepEqual(compareLayout(spec, actual, name), [], name);
+        // and the object has no field the decoder does not know (padding aside)
+        const unknown = Object.keys(actual!.members).filter((m) => !(m in spec.fields) && !m.startsWith('_'));
+        assert.deepEqual(unknown, [], `${name} has fields the decoder ignores`);
+      }
+    } finally {
+      libbpf.close(obj);
+    }
+  });
+
+  it('should report a field that moved or changed size', () => {
+    const moved = { name: 'tcpspan_event', size: EVENT_LAYOUT.size, members: Object.fromEntries(Object.entries(EVENT_LAYOUT.fields).map(([k, v]) => [k, { ...v }])) };
+    moved.members['pid'] = { offset: 104, size: 4 };
+    moved.members['comm'] = { offset: 160, size: 32 };
+    assert.deepEqual(compareLayout(EVENT_LAYOUT, moved, 'tcpspan_event'), [
+      'tcpspan_event.pid is at 104 (+4) in the object, 100 (+4) in the decoder',
+      'tcpspan_event.comm is at 160 (+32) in the object, 160 (+16) in the decoder',
+    ]);
+    assert.deepEqual(compareLayout(EVENT_LAYOUT, undefined, 'tcpspan_event'), ['struct tcpspan_event is missing from the object\'s BTF']);
+  });
+});
