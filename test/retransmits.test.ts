@@ -1,0 +1,54 @@
+// Integration: retransmits between two network namespaces with nftables loss,
+// counted against the kernel's own TcpRetransSegs.
+import assert from 'node:assert/strict';
+import { startCaptureSession, type CaptureSession } from './support/capture-session.js';
+import { createLab, destroyStaleLabs, type Lab } from './support/netns-lab.js';
+import { EventKind, TcpState } from '../src/decode/event.js';
+import type { CapturedEvent } from './support/capture-session.js';
+
+describe('retransmits', function () {
+  this.timeout(60_000);
+  let lab: Lab;
+  let session: CaptureSession | undefined;
+
+  before(async () => {
+    await destroyStaleLabs('tspr');
+    lab = await createLab('tspr');
+  });
+
+  after(async () => {
+    await session?.stop();
+    await lab?.destroy();
+  });
+
+  it('should report every retransmitted segment, matching each namespace TcpRetransSegs', async () => {
+    const port = 41000 + (process.pid % 1000);
+    session = await startCaptureSession({ ports: [port] });
+    const before = { a: await lab.a.nstat(), b: await lab.b.nstat() };
+    await lab.dropRandom('b', 10);
+    const t = await lab.transfer({ bytes: 4 << 20, port, from: 'a' });
+    await lab.clearDrops('b');
+    await session.waitFor((evs) => evs.filter((e) => e.kind === EventKind.State && e.state === TcpState.CLOSE).length >= 2, 10_000, 'both ends to close');
+    const after = { a: await lab.a.nstat(), b: await lab.b.nstat() };
+    const counters = await session.stop();
+    assert.equal(t.bytesReceived, 4 << 20);
+
+    for (const side of ['a', 'b'] as const) {
+      const netns = lab[side].netnsInode();
+      const mine: CapturedEvent[] = session.events.filter((e) => e.netns === netns);
+      // a retransmit the kernel counted is one that was sent (err 0); -EBUSY and the like were not
+      const seen: number = mine.filter((e) => (e.kind === EventKind.Retransmit && e.error === 0) || e.kind === EventKind.SynAckRetransmit)
+        .reduce((sum, e) => sum + e.segs, 0);
+      const byError = JSON.stringify(mine.filter((e) => e.kind === EventKind.Retransmit)
+        .reduce((m: Record<string, number>, e) => { m[e.error] = (m[e.error] ?? 0) + e.segs; return m; }, {}));
+      const kernel = after[side]['TcpRetransSegs']! - before[side]['TcpRetransSegs']!;
+      assert.equal(seen, kernel, `namespace ${side}: events ${seen} (segments by transmit result ${byError}), TcpRetransSegs delta ${kernel}`);
+      if (side === 'a') assert.ok(kernel > 10, `the sender retransmitted (${kernel})`);
+    }
+    // every retransmit event is attributed to a tracked connection of this transfer
+    const retrans = session.events.filter((e) => e.kind === EventKind.Retransmit);
+    assert.deepEqual(retrans.filter((e) => e.cookie === 0 || (e.lport !== t.clientPort && e.lport !== t.serverPort)), []);
+    assert.equal(counters.ringbufFull, 0);
+    assert.equal(counters.submitted, session.events.length);
+  });
+});
