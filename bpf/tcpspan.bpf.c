@@ -11,7 +11,6 @@
  *   tp_btf/tcp_receive_reset     RST received
  *   tp_btf/tcp_send_reset        RST sent
  *   tp_btf/inet_sk_error_report  socket errors (ECONNREFUSED, ETIMEDOUT, ...)
- *   tp_btf/tcp_destroy_sock      forgets the socket's summary
  *   sockops                      when a SYN reached a listener (no tracepoint reports it)
  */
 #include "vmlinux.h"
@@ -41,7 +40,7 @@ struct {
 	__uint(max_entries, 8 << 20); /* resized by the loader */
 } events SEC(".maps");
 
-/* Per-socket summary, keyed by socket cookie; removed at the transition to CLOSE. */
+/* Per-socket summary. */
 struct sock_info {
 	__u64 syn_ns;
 	__u64 rx_bytes;
@@ -59,10 +58,15 @@ struct sock_info {
 	char comm[TCPSPAN_COMM_LEN];
 };
 
+/*
+ * Socket-local storage: found from the socket in one step, freed with the
+ * socket, so events after CLOSE (an abortive close's RST, an error report)
+ * still find it and no map can fill up with closed sockets.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536); /* resized by the loader */
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct sock_info);
 } socks SEC(".maps");
 
@@ -99,50 +103,21 @@ static __always_inline void count(__u32 which)
 		c->c[which]++;
 }
 
-/*
- * Per-CPU: is this CPU serving a softirq now? There the current task is
- * whoever was interrupted (on loopback, often the peer), so its pid would be a
- * lie. preempt_count would tell, but its per-CPU address is not resolvable
- * without CONFIG_KALLSYMS_ALL, so the softirq tracepoints keep this flag.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} in_softirq SEC(".maps");
-
 #define PF_KTHREAD 0x00200000
 
-SEC("tp_btf/softirq_entry")
-int BPF_PROG(handle_softirq_entry, unsigned int vec_nr)
+/*
+ * True when the current task is the user process acting on the socket. Only
+ * system calls make these transitions (connect, close/shutdown); the others
+ * mostly run in softirq, where the current task is whoever was interrupted
+ * (on loopback, often the peer), so its pid would be a lie.
+ */
+static __always_inline bool syscall_transition(int newstate)
 {
-	__u32 zero = 0, *flag = bpf_map_lookup_elem(&in_softirq, &zero);
-
-	if (flag)
-		*flag = 1;
-	return 0;
-}
-
-SEC("tp_btf/softirq_exit")
-int BPF_PROG(handle_softirq_exit, unsigned int vec_nr)
-{
-	__u32 zero = 0, *flag = bpf_map_lookup_elem(&in_softirq, &zero);
-
-	if (flag)
-		*flag = 0;
-	return 0;
-}
-
-/* True when the current task is the user process acting on the socket. */
-static __always_inline bool in_task_context(void)
-{
-	__u32 zero = 0, *flag = bpf_map_lookup_elem(&in_softirq, &zero);
 	struct task_struct *task;
 
-	if (!flag || *flag)
+	if (newstate != TCP_SYN_SENT && newstate != TCP_FIN_WAIT1 && newstate != TCP_LAST_ACK)
 		return false;
-	/* threaded NAPI and other kernel threads run the stack with BH disabled */
+	/* kernel threads (MPTCP subflows, NFS, ...) also connect and close */
 	task = bpf_get_current_task_btf();
 	return !(task->flags & PF_KTHREAD);
 }
@@ -155,24 +130,27 @@ struct tuple {
 	__u16 family;
 };
 
+/*
+ * Programs on BTF tracepoints get typed pointers: plain loads (CO-RE
+ * relocated, fault-safe) cost a fraction of a bpf_probe_read call each.
+ */
 static __always_inline void tuple_of(const struct sock_common *skc, struct tuple *t)
 {
-	t->family = BPF_CORE_READ(skc, skc_family);
-	t->lport = BPF_CORE_READ(skc, skc_num);
-	t->rport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));
+	t->family = skc->skc_family;
+	t->lport = skc->skc_num;
+	t->rport = bpf_ntohs(skc->skc_dport);
 	if (t->family == AF_INET) {
-		BPF_CORE_READ_INTO((__u32 *)t->laddr, skc, skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)t->raddr, skc, skc_daddr);
+		*(__u32 *)t->laddr = skc->skc_rcv_saddr;
+		*(__u32 *)t->raddr = skc->skc_daddr;
 	} else {
-		/* BPF_CORE_READ_INTO would size the copy by *dst: one byte */
-		bpf_core_read(t->laddr, 16, &skc->skc_v6_rcv_saddr);
-		bpf_core_read(t->raddr, 16, &skc->skc_v6_daddr);
+		__builtin_memcpy(t->laddr, skc->skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+		__builtin_memcpy(t->raddr, skc->skc_v6_daddr.in6_u.u6_addr8, 16);
 	}
 }
 
 static __always_inline __u32 netns_of(const struct sock_common *skc)
 {
-	return BPF_CORE_READ(skc, skc_net.net, ns.inum);
+	return skc->skc_net.net->ns.inum;
 }
 
 static __always_inline bool prefix_match(const __u8 *a, const volatile __u8 *net, __u32 prefix)
@@ -234,21 +212,19 @@ static __always_inline bool wanted(const struct tuple *t, __u32 netns)
 
 static __always_inline bool is_tcp_inet(const struct sock *sk)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = sk->__sk_common.skc_family;
 
-	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP &&
-	       (family == AF_INET || family == AF_INET6);
+	return sk->sk_protocol == IPPROTO_TCP && (family == AF_INET || family == AF_INET6);
 }
 
 /*
  * The socket's summary, created on first sight when the filters accept it and
- * the socket is a live connection. *filtered is set when the filters refuse it.
+ * `create` is set. *filtered is set when the filters refuse it.
  */
-static __always_inline struct sock_info *track(__u64 cookie, const struct tuple *t, __u32 netns,
-					       bool create, bool *filtered)
+static __always_inline struct sock_info *track(const struct sock *sk, const struct tuple *t,
+					       __u32 netns, bool create, bool *filtered)
 {
-	struct sock_info *si = bpf_map_lookup_elem(&socks, &cookie);
-	struct sock_info zero = {};
+	struct sock_info *si = bpf_sk_storage_get(&socks, (void *)sk, NULL, 0);
 
 	*filtered = false;
 	if (si)
@@ -259,9 +235,7 @@ static __always_inline struct sock_info *track(__u64 cookie, const struct tuple 
 	}
 	if (!create)
 		return NULL;
-	/* EEXIST means another CPU just created it */
-	bpf_map_update_elem(&socks, &cookie, &zero, BPF_NOEXIST);
-	si = bpf_map_lookup_elem(&socks, &cookie);
+	si = bpf_sk_storage_get(&socks, (void *)sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!si)
 		count(TCPSPAN_C_SOCK_MAP_FULL);
 	return si;
@@ -341,11 +315,11 @@ static __always_inline void fill_stats(struct tcpspan_event *e, const struct soc
 	}
 }
 
-static __always_inline void take_task(struct sock_info *si)
+static __always_inline void take_task(struct sock_info *si, int newstate)
 {
 	struct task_struct *task;
 
-	if (!si || (si->flags & TCPSPAN_F_PID) || !in_task_context())
+	if (!si || (si->flags & TCPSPAN_F_PID) || !syscall_transition(newstate))
 		return;
 	si->pid = bpf_get_current_pid_tgid() >> 32;
 	/*
@@ -353,8 +327,7 @@ static __always_inline void take_task(struct sock_info *si)
 	 * thread's comm can be renamed (Node calls its main thread "MainThread").
 	 */
 	task = bpf_get_current_task_btf();
-	bpf_probe_read_kernel_str(si->comm, sizeof(si->comm),
-				  BPF_CORE_READ(task, mm, exe_file, f_path.dentry, d_name.name));
+	bpf_probe_read_kernel_str(si->comm, sizeof(si->comm), task->mm->exe_file->f_path.dentry->d_name.name);
 	si->flags |= TCPSPAN_F_PID;
 }
 
@@ -402,7 +375,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	tuple_of(&sk->__sk_common, &t);
 	netns = netns_of(&sk->__sk_common);
 	cookie = bpf_get_socket_cookie((void *)sk);
-	si = track(cookie, &t, netns, newstate != TCP_CLOSE, &filtered);
+	si = track(sk, &t, netns, newstate != TCP_CLOSE, &filtered);
 	if (filtered)
 		return 0;
 
@@ -411,14 +384,14 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		struct syn_key k = {};
 		__u64 *syn_ns;
 
-		syn_key_of(&k, &t, BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie));
+		syn_key_of(&k, &t, sk->__sk_common.skc_net.net->net_cookie);
 		syn_ns = bpf_map_lookup_elem(&syn_times, &k);
 		if (syn_ns) {
 			si->syn_ns = *syn_ns;
 			bpf_map_delete_elem(&syn_times, &k);
 		}
 	}
-	take_task(si);
+	take_task(si, newstate);
 	remember_port(si, &t);
 
 	e = reserve();
@@ -429,20 +402,9 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		fill_info(e, si);
 		fill_stats(e, sk, newstate);
 		if (newstate == TCP_CLOSE)
-			e->error = BPF_CORE_READ(sk, sk_err);
+			e->error = sk->sk_err;
 		submit(e);
 	}
-	if (newstate == TCP_CLOSE && !(tcpspan_filter.flags & TCPSPAN_FILTER_KEEP_UNTIL_DESTROY))
-		bpf_map_delete_elem(&socks, &cookie);
-	return 0;
-}
-
-SEC("tp_btf/tcp_destroy_sock")
-int BPF_PROG(handle_destroy_sock, struct sock *sk)
-{
-	__u64 cookie = bpf_get_socket_cookie(sk);
-
-	bpf_map_delete_elem(&socks, &cookie);
 	return 0;
 }
 
@@ -459,9 +421,9 @@ static __always_inline struct tcpspan_event *socket_event(const struct sock *sk,
 
 	tuple_of(&sk->__sk_common, &t);
 	netns = netns_of(&sk->__sk_common);
-	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	state = sk->__sk_common.skc_state;
 	cookie = bpf_get_socket_cookie((void *)sk);
-	si = track(cookie, &t, netns, false, &filtered);
+	si = track(sk, &t, netns, false, &filtered);
 	if (filtered)
 		return NULL;
 	remember_port(si, &t);
@@ -484,6 +446,7 @@ static __always_inline int retransmit(const struct sock *sk, const struct sk_buf
 	if (!e)
 		return 0;
 	cb = (struct tcp_skb_cb *)&skb->cb[0];
+	/* skb->cb is a char array to the verifier: read the TCP view of it with CO-RE */
 	e->seq = BPF_CORE_READ(cb, seq);
 	e->segs = BPF_CORE_READ(cb, tcp_gso_segs);
 	e->tcp_flags = BPF_CORE_READ(cb, tcp_flags);
@@ -539,17 +502,15 @@ int BPF_PROG(handle_probe, struct sock *sk, const struct sk_buff *skb)
 	struct sock_info *si;
 	struct tuple t = {};
 	bool filtered;
-	__u64 cookie;
-	__u32 srtt, len;
+		__u32 srtt, len;
 	__u8 doff = 0;
 	unsigned char *th;
 
-	cookie = bpf_get_socket_cookie(sk);
-	si = bpf_map_lookup_elem(&socks, &cookie);
+	si = bpf_sk_storage_get(&socks, sk, NULL, 0);
 	if (!si) {
 		/* a connection open before tcpspan started: summarise it from now on */
 		tuple_of(&sk->__sk_common, &t);
-		si = track(cookie, &t, netns_of(&sk->__sk_common), true, &filtered);
+		si = track(sk, &t, netns_of(&sk->__sk_common), true, &filtered);
 		if (!si)
 			return 0;
 	}
@@ -568,9 +529,9 @@ int BPF_PROG(handle_probe, struct sock *sk, const struct sk_buff *skb)
 			si->rtt_max_us = srtt;
 	}
 	/* skb->data points at the TCP header on this path */
-	th = BPF_CORE_READ(skb, data);
+	th = skb->data;
 	bpf_probe_read_kernel(&doff, 1, th + 12);
-	len = BPF_CORE_READ(skb, len);
+	len = skb->len;
 	if (len > (__u32)(doff >> 4) * 4)
 		si->rx_bytes += len - (doff >> 4) * 4;
 	si->rx_segs++;
@@ -590,10 +551,10 @@ int BPF_PROG(handle_receive_reset, struct sock *sk)
 /* A reset sent for a packet no socket wanted (e.g. a SYN to a closed port). */
 static __always_inline int reset_without_socket(const struct sk_buff *skb)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 th_off = BPF_CORE_READ(skb, transport_header);
-	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header;
+	__u16 th_off = skb->transport_header;
+	__u16 proto = bpf_ntohs(skb->protocol);
 	struct tcpspan_event *e;
 	struct tuple t = {};
 	__u16 ports[2];
@@ -614,7 +575,7 @@ static __always_inline int reset_without_socket(const struct sk_buff *skb)
 	bpf_probe_read_kernel(ports, sizeof(ports), head + th_off);
 	t.rport = bpf_ntohs(ports[0]);
 	t.lport = bpf_ntohs(ports[1]);
-	netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	netns = skb->dev->nd_net.net->ns.inum;
 	if (!wanted(&t, netns))
 		return 0;
 	e = reserve();
@@ -650,7 +611,7 @@ int BPF_PROG(handle_error_report, const struct sock *sk)
 	e = socket_event(sk, TCPSPAN_EV_ERROR);
 	if (!e)
 		return 0;
-	e->error = BPF_CORE_READ(sk, sk_err);
+	e->error = sk->sk_err;
 	submit(e);
 	return 0;
 }

@@ -70,7 +70,7 @@ struct tcpspan_event {
 enum tcpspan_counter {
 	TCPSPAN_C_SUBMITTED = 0,      /* records written to the ring */
 	TCPSPAN_C_RINGBUF_FULL,       /* records lost: ring buffer full */
-	TCPSPAN_C_SOCK_MAP_FULL,      /* sockets not tracked: socket map full (summary lost) */
+	TCPSPAN_C_SOCK_MAP_FULL,      /* sockets not tracked: no socket storage (memory), summary lost */
 	TCPSPAN_C_SYN_MAP_FULL,       /* SYN arrival times not recorded: map update failed */
 	TCPSPAN_C_NR,
 };
@@ -92,10 +92,7 @@ struct tcpspan_filter {
 	__u32 n_cidrs;
 	__u32 n_ports;
 	__u32 netns;           /* 0: every network namespace */
-	__u32 flags;           /* TCPSPAN_FILTER_* */
+	__u32 flags;           /* reserved, 0 */
 };
-
-/* Socket summaries live until tcp:tcp_destroy_sock (events can follow CLOSE: an RST, an error). */
-#define TCPSPAN_FILTER_KEEP_UNTIL_DESTROY 0x1
 
 #endif /* __TCPSPAN_H */

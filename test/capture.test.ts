@@ -122,7 +122,9 @@ describe('kernel capture', function () {
     assert.deepEqual(kinds(c), [[EventKind.ResetReceived, 0], [EventKind.Error, ECONNRESET]]);
     assert.deepEqual(transitions(evs, s).slice(-1), ['ESTABLISHED>CLOSE']);
     assert.deepEqual(transitions(evs, c).slice(-1), ['ESTABLISHED>CLOSE']);
-    assert.equal(evs.find((e) => e.cookie === s && e.kind === EventKind.ResetSent)!.pid, process.pid);
+    // pids come only from transitions that only system calls make; an abort's CLOSE can also come from softirq
+    assert.equal(evs.find((e) => e.cookie === s && e.kind === EventKind.ResetSent)!.flags & EventFlag.Pid, 0);
+    assert.equal(evs.find((e) => e.cookie === c && e.kind === EventKind.ResetReceived)!.pid, client.pid);
   });
 
   it('should agree with ss -ti on RTT and byte counts for a live connection', async () => {

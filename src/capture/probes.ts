@@ -9,7 +9,7 @@ import { structLayout, tracepointArgCount, withVmlinuxBtf } from './btf.js';
 import { openRingBuffer, type RingBuffer } from './ring-buffer.js';
 import { encodeFilter, type FilterSpec } from './filter.js';
 import { ERRNO, errno, strerror } from './libc.js';
-import { compareLayout, COUNTERS_LAYOUT, FILTER_KEEP_UNTIL_DESTROY, WIRE_STRUCTS } from '../decode/wire-layout.js';
+import { compareLayout, COUNTERS_LAYOUT, WIRE_STRUCTS } from '../decode/wire-layout.js';
 
 export type CaptureStage = 'open' | 'configure' | 'load' | 'attach' | 'ring';
 
@@ -27,8 +27,6 @@ export interface CaptureOptions {
   filter: FilterSpec;
   /** Ring buffer size in bytes: a power of two, at least one page. */
   ringBytes: number;
-  /** Sockets summarised at once in the kernel. */
-  maxSockets: number;
   /** Record when a SYN reaches a listener (sock_ops on the cgroup v2 root). */
   synTiming: boolean;
   cgroupPath?: string;
@@ -78,9 +76,6 @@ const PROGRAMS: readonly ProgramSpec[] = [
   { name: 'handle_receive_reset', hook: 'tcp:tcp_receive_reset', tracepoint: 'tcp_receive_reset' },
   { name: 'handle_send_reset', hook: 'tcp:tcp_send_reset', tracepoint: 'tcp_send_reset' },
   { name: 'handle_error_report', hook: 'sock:inet_sk_error_report', tracepoint: 'inet_sk_error_report' },
-  { name: 'handle_destroy_sock', hook: 'tcp:tcp_destroy_sock', tracepoint: 'tcp_destroy_sock' },
-  { name: 'handle_softirq_entry', hook: 'irq:softirq_entry', tracepoint: 'softirq_entry' },
-  { name: 'handle_softirq_exit', hook: 'irq:softirq_exit', tracepoint: 'softirq_exit' },
   { name: 'handle_sockops', hook: 'cgroup sock_ops (SYN arrival)', cgroup: true },
 ];
 
@@ -142,8 +137,6 @@ interface PlannedProgram {
 function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
   check(libbpf.mapSetMaxEntries(mustFindMap(obj, 'events'), opts.ringBytes), 'configure',
     `cannot size the ring buffer to ${opts.ringBytes} bytes (a power of two, at least one page)`);
-  check(libbpf.mapSetMaxEntries(mustFindMap(obj, 'socks'), opts.maxSockets), 'configure',
-    `cannot size the socket map to ${opts.maxSockets} entries`);
 
   const argCounts = withVmlinuxBtf((vmlinux) => {
     const counts = new Map<string, number | undefined>();
@@ -173,10 +166,8 @@ function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
     if (enabled) planned.push({ spec, prog, attach: spec.cgroup ? 'cgroup' : 'tracepoint' });
   }
 
-  // without tcp_destroy_sock, summaries are dropped at CLOSE (events after it lose the local port)
-  const keep = planned.some((p) => p.spec.name === 'handle_destroy_sock') ? FILTER_KEEP_UNTIL_DESTROY : 0;
   const rodata = mustFindMap(obj, '.rodata');
-  const filter = encodeFilter(opts.filter, keep);
+  const filter = encodeFilter(opts.filter);
   if (libbpf.mapValueSize(rodata) !== filter.length) {
     throw new CaptureError('configure', `the BPF object's read-only data is ${libbpf.mapValueSize(rodata)} bytes, ` +
       `the filter ${filter.length}: only the filter may live in .rodata; rebuild with scripts/setup`);

@@ -111,7 +111,7 @@ function checkCgroup(): CheckResult {
 function checkAttach(): CheckResult[] {
   try {
     const warnings: string[] = [];
-    const capture = openCapture({ filter: NO_FILTER, ringBytes: 1 << 16, maxSockets: 1024, synTiming: true, warn: (m) => warnings.push(m) });
+    const capture = openCapture({ filter: NO_FILTER, ringBytes: 1 << 16, synTiming: true, warn: (m) => warnings.push(m) });
     const results = capture.programs.map((p): CheckResult => ({
       check: p.hook, status: p.attached ? 'ok' : 'warn', detail: p.attached ? `attached (${p.program})` : `not attached: ${p.note ?? ''}`,
     }));

@@ -13,7 +13,10 @@ export const EVENTS_USAGE = `usage: tcpspan events [--port N]... [--addr CIDR]..
   --port N        only connections with port N at either end (repeatable, at most 16)
   --addr CIDR     only connections with an address in CIDR at either end (repeatable, at most 16)
   --netns INODE   only this network namespace (inode, as in \`ls -Li /proc/PID/ns/net\`)
-  --ring-bytes N  ring buffer size (power of two; default 8388608)`;
+  --ring-bytes N  ring buffer size (power of two; default 33554432: about 1 s of events at 200k/s)`;
+
+/** Room for the consumer's slow first second (cold JIT) at full connection rate. */
+export const DEFAULT_RING_BYTES = 32 << 20;
 
 export interface EventsSummary {
   submitted: number;
@@ -31,7 +34,7 @@ export async function runEvents(argv: string[]): Promise<number> {
       port: { type: 'string', multiple: true, default: [] },
       addr: { type: 'string', multiple: true, default: [] },
       netns: { type: 'string' },
-      'ring-bytes': { type: 'string', default: String(8 << 20) },
+      'ring-bytes': { type: 'string', default: String(DEFAULT_RING_BYTES) },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -43,7 +46,7 @@ export async function runEvents(argv: string[]): Promise<number> {
   const filter = usage(() => buildFilter(values.port, values.addr, parseNetns(values.netns)));
   const ringBytes = parseRingBytes(values['ring-bytes']);
   const capture = openCapture({
-    filter, ringBytes, maxSockets: 65536, synTiming: true,
+    filter, ringBytes, synTiming: true,
     warn: (m) => process.stderr.write(`tcpspan events: warning: ${m}\n`),
   });
   const attached = capture.programs.filter((p) => p.attached).length;

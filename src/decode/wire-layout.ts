@@ -73,7 +73,6 @@ export const FILTER_LAYOUT = {
   },
 } as const satisfies LayoutSpec<string>;
 
-export const FILTER_KEEP_UNTIL_DESTROY = 0x1;
 export const MAX_PORTS = 16;
 export const MAX_CIDRS = 16;
 
