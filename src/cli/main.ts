@@ -3,7 +3,6 @@ import { CaptureError } from '../capture/probes.js';
 import { UsageError } from './common.js';
 
 const USAGE = `usage: tcpspan <command> [options]
-  run       turn every TCP connection into a span (console by default, OTLP when configured)
   events    print decoded kernel events as JSON lines
   doctor    check that this machine can run tcpspan, with the fix for each failure
 Run \`tcpspan <command> --help\` for a command's options.`;
@@ -22,7 +21,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${USAGE}\n`);
       return command === undefined ? 2 : 0;
     default:
-      throw new UsageError(`unknown command '${command}': expected run, events or doctor`);
+      throw new UsageError(`unknown command '${command}': expected events or doctor`);
   }
 }
 
