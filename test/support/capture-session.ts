@@ -27,7 +27,7 @@ export function ownNetns(): number {
 
 export async function startCaptureSession(filter: Partial<FilterSpec> = {}): Promise<CaptureSession> {
   const capture = openCapture({
-    filter: { ...NO_FILTER, ...filter }, ringBytes: 8 << 20, maxSockets: 65536, synTiming: true,
+    filter: { ...NO_FILTER, ...filter }, ringBytes: 8 << 20, synTiming: true,
   });
   const events: CapturedEvent[] = [];
   const scratch = newKernelEvent();
