@@ -408,6 +408,25 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	return 0;
 }
 
+/* An event with no socket of its own (cookie 0): filter on its tuple, emit one record. */
+static __always_inline void tuple_event(__u8 kind, const struct tuple *t, __u32 netns, __u8 state,
+					__u8 tcp_flags)
+{
+	struct tcpspan_event *e;
+
+	if (!wanted(t, netns))
+		return;
+	e = reserve();
+	if (!e)
+		return;
+	fill_common(e, kind, 0, t, netns);
+	e->state = state;
+	e->tcp_flags = tcp_flags;
+	if (kind == TCPSPAN_EV_SYNACK_RETRANSMIT)
+		e->segs = 1;
+	submit(e);
+}
+
 /* Events about an existing socket: look it up, apply the filters, emit one record. */
 static __always_inline struct tcpspan_event *socket_event(const struct sock *sk, __u8 kind)
 {
@@ -476,22 +495,11 @@ int BPF_PROG(handle_retransmit_noerr, const struct sock *sk, const struct sk_buf
 SEC("tp_btf/tcp_retransmit_synack")
 int BPF_PROG(handle_retransmit_synack, const struct sock *sk, const struct request_sock *req)
 {
-	struct tcpspan_event *e;
 	struct tuple t = {};
-	__u32 netns;
 
 	tuple_of(&req->__req_common, &t);
-	netns = netns_of(&sk->__sk_common);
-	if (!wanted(&t, netns))
-		return 0;
-	e = reserve();
-	if (!e)
-		return 0;
-	fill_common(e, TCPSPAN_EV_SYNACK_RETRANSMIT, 0, &t, netns);
-	e->state = TCP_SYN_RECV;
-	e->segs = 1;
-	e->tcp_flags = 0x12; /* SYN|ACK */
-	submit(e);
+	tuple_event(TCPSPAN_EV_SYNACK_RETRANSMIT, &t, netns_of(&sk->__sk_common), TCP_SYN_RECV,
+		    0x12 /* SYN|ACK */);
 	return 0;
 }
 
@@ -555,10 +563,8 @@ static __always_inline int reset_without_socket(const struct sk_buff *skb)
 	__u16 nh = skb->network_header;
 	__u16 th_off = skb->transport_header;
 	__u16 proto = bpf_ntohs(skb->protocol);
-	struct tcpspan_event *e;
 	struct tuple t = {};
 	__u16 ports[2];
-	__u32 netns;
 
 	if (proto == ETH_P_IP) {
 		t.family = AF_INET;
@@ -575,15 +581,7 @@ static __always_inline int reset_without_socket(const struct sk_buff *skb)
 	bpf_probe_read_kernel(ports, sizeof(ports), head + th_off);
 	t.rport = bpf_ntohs(ports[0]);
 	t.lport = bpf_ntohs(ports[1]);
-	netns = skb->dev->nd_net.net->ns.inum;
-	if (!wanted(&t, netns))
-		return 0;
-	e = reserve();
-	if (!e)
-		return 0;
-	fill_common(e, TCPSPAN_EV_RESET_SENT, 0, &t, netns);
-	e->state = TCP_CLOSE;
-	submit(e);
+	tuple_event(TCPSPAN_EV_RESET_SENT, &t, skb->dev->nd_net.net->ns.inum, TCP_CLOSE, 0);
 	return 0;
 }
 
