@@ -11,6 +11,8 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const SOURCE_DIR = path.join(ROOT, 'bench');
 const BIN_DIR = path.join(ROOT, 'dist', 'bench', 'bin');
 const CC_FLAGS = ['-O2', '-Wall', '-Werror'];
+/** Included by every load generator source in bench/. */
+const COMMON_HEADER = 'loadgen-common.h';
 // Slack on top of --seconds before a run counts as hung: the tools exit by
 // themselves at most a few seconds after their deadline.
 const KILL_SLACK_MS = 15_000;
@@ -98,8 +100,14 @@ async function build(name: string): Promise<string> {
   if (sourceMtime === undefined) {
     throw new Error(`${source} is missing: the load generator sources ship in bench/; restore them from git`);
   }
+  // Both programs include the shared header: a change there must rebuild them too.
+  const header = path.join(SOURCE_DIR, COMMON_HEADER);
+  const headerMtime = mtimeMs(header);
+  if (headerMtime === undefined) {
+    throw new Error(`${header} is missing: the load generator sources ship in bench/; restore them from git`);
+  }
   const binaryMtime = mtimeMs(binary);
-  if (binaryMtime !== undefined && binaryMtime > sourceMtime) return binary;
+  if (binaryMtime !== undefined && binaryMtime > Math.max(sourceMtime, headerMtime)) return binary;
   // Compile to a private name then rename, so concurrent builds (or a run
   // that starts meanwhile) never see a half-written executable.
   const tmp = `${binary}.${process.pid}.tmp`;
