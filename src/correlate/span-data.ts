@@ -1,0 +1,166 @@
+/**
+ * A finished connection end as a plain span, independent of any OpenTelemetry SDK.
+ *
+ * Span: name `tcp.connection`; kind `client` (this host connected), `server` (it
+ * accepted) or `internal` (tcpspan did not see the connection open). Times are
+ * Unix-epoch nanoseconds as `bigint`: exact, where a Number would round to 256 ns;
+ * {@link toHrTime} converts to the SDK's [seconds, nanoseconds].
+ *
+ * Status: `error` for the close reasons refused, timeout, reset_received,
+ * reset_sent, and for aborted when an errno ended the connection (EHOSTUNREACH, ...);
+ * `unset` otherwise.
+ *
+ * Attributes (stable semantic conventions first; * = only when known, or only when true / non-zero):
+ *
+ * | Attribute                    | Type    | Unit | Meaning |
+ * |------------------------------|---------|------|---------|
+ * | `network.transport`          | string  |      | always `tcp` |
+ * | `network.type`               | string  |      | `ipv4` or `ipv6` (IPv4-mapped addresses on dual-stack sockets are `ipv6`) |
+ * | `network.local.address`      | string  |      | this end's address |
+ * | `network.local.port`         | int     |      | this end's port |
+ * | `network.peer.address`       | string  |      | the other end's address, as this host sees it (after NAT) |
+ * | `network.peer.port`          | int     |      | the other end's port |
+ * | `error.type`*                | string  |      | with status error: the errno name (`ECONNREFUSED`, `ETIMEDOUT`, `ECONNRESET`, ...), else the close reason |
+ * | `process.pid`*               | int     |      | the process that connected or closed (first seen in process context) (incubating) |
+ * | `process.executable.name`*   | string  |      | that process's executable name (incubating) |
+ * | `tcp.close.reason`           | string  |      | `fin`, `reset_received`, `reset_sent`, `refused`, `timeout`, `aborted`, `incomplete` |
+ * | `tcp.close.initiator`*       | string  |      | `local` or `peer`: whose FIN (else RST, refusal, timeout) started the end; absent when both FINs crossed or unknown |
+ * | `tcp.handshake.duration`*    | double  | s    | client: SYN sent to ESTABLISHED; server: SYN arrived to ESTABLISHED |
+ * | `tcp.retransmits`            | int     |      | segments retransmitted and counted by the kernel (SYN, SYN-ACK, data, FIN) |
+ * | `tcp.rtt.min`*               | double  | s    | smallest smoothed RTT sampled on the receive path |
+ * | `tcp.rtt.avg`*               | double  | s    | mean of those samples |
+ * | `tcp.rtt.max`*               | double  | s    | largest of those samples |
+ * | `tcp.rtt.samples`*           | int     |      | number of samples (segments received with an RTT estimate) |
+ * | `tcp.rtt.smoothed`*          | double  | s    | the kernel's smoothed RTT at the end |
+ * | `tcp.bytes.sent`*            | int     | By   | payload bytes sent and acknowledged (bytes_acked without SYN and FIN) |
+ * | `tcp.bytes.received`*        | int     | By   | payload bytes received in order (bytes_received without FIN) |
+ * | `tcp.segments.sent`*         | int     |      | segments sent, control segments and retransmissions included (segs_out) |
+ * | `tcp.segments.received`*     | int     |      | segments received, control segments included (segs_in) |
+ * | `tcpspan.netns`              | int     |      | network namespace inode (as in /proc/PID/ns/net) |
+ * | `tcpspan.socket.cookie`      | int     |      | the kernel's socket cookie (SO_COOKIE), unique per socket |
+ * | `tcpspan.open_before_start`* | boolean |      | true: open when tcpspan started; start time is the first event seen |
+ * | `tcpspan.kernel_events_lost`*| boolean |      | true: the kernel dropped events while this connection was tracked |
+ * | `tcpspan.evicted`*           | boolean |      | true: ended early (incomplete) to bound tcpspan's memory |
+ * | `tcpspan.retransmits.failed`*| int     |      | retransmit attempts the kernel did not send (e.g. EBUSY: the segment was still queued) |
+ *
+ * Span events (at most maxEventsPerSpan; the rest counted in droppedEventsCount):
+ *
+ * | Event                | Attributes |
+ * |----------------------|------------|
+ * | `tcp.state_change`   | `network.connection.state`: the state entered (`syn_sent`, `syn_received`, `established`, `fin_wait_1`, `fin_wait_2`, `close_wait`, `last_ack`, `closing`, `time_wait`, `closed`) |
+ * | `tcp.retransmit`     | `network.connection.state`; `tcp.retransmit.type`: `syn`, `syn_ack`, `data`, `fin`; `tcp.retransmit.sent`: false when the transmit failed; `tcp.retransmit.segments`; `tcp.retransmit.error`* (errno name, when not sent) |
+ * | `tcp.reset_received` | `network.connection.state` |
+ * | `tcp.reset_sent`     | `network.connection.state` |
+ * | `tcp.error`          | `error.type`: errno name; `tcp.error.code`: errno |
+ */
+import {
+  ATTR_ERROR_TYPE, ATTR_NETWORK_LOCAL_ADDRESS, ATTR_NETWORK_LOCAL_PORT, ATTR_NETWORK_PEER_ADDRESS, ATTR_NETWORK_PEER_PORT,
+  ATTR_NETWORK_TRANSPORT, ATTR_NETWORK_TYPE, NETWORK_TRANSPORT_VALUE_TCP, NETWORK_TYPE_VALUE_IPV4, NETWORK_TYPE_VALUE_IPV6,
+} from '@opentelemetry/semantic-conventions';
+import type { AttributeValue, CloseReason, ConnectionRecord } from './connection-record.js';
+import * as sc from './semconv.js';
+
+export const SPAN_NAME = 'tcp.connection';
+
+export interface SpanEventData {
+  name: string;
+  timeUnixNano: bigint;
+  attributes: Record<string, AttributeValue>;
+}
+
+export interface SpanData {
+  name: typeof SPAN_NAME;
+  kind: 'client' | 'server' | 'internal';
+  traceId: string;
+  spanId: string;
+  /** present on server spans only */
+  parentSpanId?: string;
+  startTimeUnixNano: bigint;
+  endTimeUnixNano: bigint;
+  attributes: Record<string, AttributeValue>;
+  events: SpanEventData[];
+  droppedEventsCount: number;
+  status: { code: 'unset' | 'error'; message?: string };
+}
+
+const ERROR_MESSAGES: Partial<Record<CloseReason, string>> = {
+  refused: 'connection refused',
+  timeout: 'connection timed out',
+  reset_received: 'connection reset by peer',
+  reset_sent: 'connection reset by this end',
+  aborted: 'connection aborted',
+};
+
+/**
+ * The span of one connection end. `toEpochNs` converts CLOCK_MONOTONIC nanoseconds
+ * to Unix-epoch nanoseconds (createClock() in decode/format.ts). It is taken for what
+ * it is, an offset between the two clocks, read once as toEpochNs(0): a Number near
+ * 1.7e18 is a multiple of 256, so converting each time would round every time by up
+ * to 128 ns, while offset + monotonic time in bigint keeps each nanosecond.
+ */
+export function toSpanData(rec: ConnectionRecord, toEpochNs: (mono: number) => number): SpanData {
+  const offset = BigInt(Math.round(toEpochNs(0)));
+  const at = (mono: number): bigint => offset + BigInt(Math.round(mono));
+  const base = at(rec.startNs);
+  const isError = rec.closeReason !== 'aborted' ? ERROR_MESSAGES[rec.closeReason] !== undefined : rec.errno !== 0;
+
+  const a: Record<string, AttributeValue> = {
+    [ATTR_NETWORK_TRANSPORT]: NETWORK_TRANSPORT_VALUE_TCP,
+    [ATTR_NETWORK_TYPE]: rec.family === 'ipv4' ? NETWORK_TYPE_VALUE_IPV4 : NETWORK_TYPE_VALUE_IPV6,
+    [ATTR_NETWORK_LOCAL_ADDRESS]: rec.localAddress,
+    [ATTR_NETWORK_LOCAL_PORT]: rec.localPort,
+    [ATTR_NETWORK_PEER_ADDRESS]: rec.peerAddress,
+    [ATTR_NETWORK_PEER_PORT]: rec.peerPort,
+  };
+  if (isError) a[ATTR_ERROR_TYPE] = rec.errorName ?? rec.closeReason;
+  if (rec.pid !== undefined) a[sc.ATTR_PROCESS_PID] = rec.pid;
+  if (rec.executableName !== undefined) a[sc.ATTR_PROCESS_EXECUTABLE_NAME] = rec.executableName;
+  a[sc.ATTR_TCP_CLOSE_REASON] = rec.closeReason;
+  if (rec.closeInitiator !== undefined) a[sc.ATTR_TCP_CLOSE_INITIATOR] = rec.closeInitiator;
+  if (rec.handshakeNs !== undefined) a[sc.ATTR_TCP_HANDSHAKE_DURATION] = rec.handshakeNs / 1e9;
+  a[sc.ATTR_TCP_RETRANSMITS] = rec.retransmits;
+  if (rec.rtt !== undefined) {
+    a[sc.ATTR_TCP_RTT_MIN] = rec.rtt.minUs / 1e6;
+    a[sc.ATTR_TCP_RTT_AVG] = rec.rtt.avgUs / 1e6;
+    a[sc.ATTR_TCP_RTT_MAX] = rec.rtt.maxUs / 1e6;
+    a[sc.ATTR_TCP_RTT_SAMPLES] = rec.rtt.samples;
+  }
+  if (rec.srttUs !== undefined) a[sc.ATTR_TCP_RTT_SMOOTHED] = rec.srttUs / 1e6;
+  if (rec.bytesSent !== undefined) a[sc.ATTR_TCP_BYTES_SENT] = rec.bytesSent;
+  if (rec.bytesReceived !== undefined) a[sc.ATTR_TCP_BYTES_RECEIVED] = rec.bytesReceived;
+  if (rec.segmentsSent !== undefined) a[sc.ATTR_TCP_SEGMENTS_SENT] = rec.segmentsSent;
+  if (rec.segmentsReceived !== undefined) a[sc.ATTR_TCP_SEGMENTS_RECEIVED] = rec.segmentsReceived;
+  a[sc.ATTR_TCPSPAN_NETNS] = rec.netns;
+  a[sc.ATTR_TCPSPAN_SOCKET_COOKIE] = rec.cookie;
+  if (rec.openBeforeStart) a[sc.ATTR_TCPSPAN_OPEN_BEFORE_START] = true;
+  if (rec.kernelEventsLost) a[sc.ATTR_TCPSPAN_KERNEL_EVENTS_LOST] = true;
+  if (rec.evicted) a[sc.ATTR_TCPSPAN_EVICTED] = true;
+  if (rec.retransmitsFailed > 0) a[sc.ATTR_TCPSPAN_RETRANSMITS_FAILED] = rec.retransmitsFailed;
+
+  const span: SpanData = {
+    name: SPAN_NAME,
+    kind: rec.kind === 'unknown' ? 'internal' : rec.kind,
+    traceId: rec.traceId,
+    spanId: rec.spanId,
+    startTimeUnixNano: base,
+    endTimeUnixNano: at(rec.endNs),
+    attributes: a,
+    events: rec.events.map((e) => ({ name: e.name, timeUnixNano: at(e.timeNs), attributes: e.attributes })),
+    droppedEventsCount: rec.droppedEvents,
+    status: isError
+      ? { code: 'error', message: errorMessage(rec) }
+      : { code: 'unset' },
+  };
+  if (rec.parentSpanId !== undefined) span.parentSpanId = rec.parentSpanId;
+  return span;
+}
+
+function errorMessage(rec: ConnectionRecord): string {
+  const text = ERROR_MESSAGES[rec.closeReason] ?? rec.closeReason;
+  return rec.errorName !== undefined ? `${text} (${rec.errorName})` : text;
+}
+
+/** Unix-epoch nanoseconds as the SDK's HrTime: [seconds, nanoseconds]. */
+export function toHrTime(unixNano: bigint): [number, number] {
+  return [Number(unixNano / 1_000_000_000n), Number(unixNano % 1_000_000_000n)];
+}
