@@ -1,0 +1,409 @@
+// The one place configuration is resolved: defaults < --config FILE (JSON) < environment < flags.
+// Everything else receives a typed, frozen TcpspanConfig; every bad value is a one-line ConfigError.
+import { readFileSync } from 'node:fs';
+import convict from 'convict';
+import { parseCidr } from '../capture/filter.js';
+import { MAX_CIDRS, MAX_PORTS } from '../decode/wire-layout.js';
+
+export interface TcpspanConfig {
+  // Arrays are frozen at run time too; they are typed mutable so callers can pass them on.
+  readonly filter: { readonly ports: number[]; readonly addrs: string[]; readonly netns: number };
+  readonly capture: { readonly ringBufferBytes: number; readonly synTiming: boolean; readonly cgroupPath: string };
+  readonly correlator: {
+    readonly maxConnections: number;
+    readonly maxEventsPerSpan: number;
+    readonly lingerMs: number;
+    readonly maxPendingSynAcks: number;
+  };
+  readonly export: {
+    readonly traces: TracesExporter;
+    readonly metrics: MetricsExporter;
+    readonly otlpEndpoint: string;
+    /** after loadConfig: the per-signal endpoint, or otlpEndpoint when none is set */
+    readonly tracesEndpoint: string;
+    readonly metricsEndpoint: string;
+    readonly tracesFile: string;
+    readonly batch: {
+      readonly maxQueueSize: number;
+      readonly maxExportBatchSize: number;
+      readonly scheduledDelayMs: number;
+      readonly exportTimeoutMs: number;
+      readonly maxRetries: number;
+      readonly retryInitialDelayMs: number;
+    };
+    readonly metricIntervalMs: number;
+    readonly shutdownTimeoutMs: number;
+  };
+  readonly service: { readonly name: string };
+}
+
+export type TracesExporter = 'auto' | 'otlp' | 'console' | 'none';
+export type MetricsExporter = 'auto' | 'otlp' | 'none';
+
+export interface ConfigArgv {
+  config?: string;
+  port?: string[];
+  addr?: string[];
+  tracesFile?: string;
+  otlpEndpoint?: string;
+  console?: boolean;
+}
+
+export interface ConfigDoc {
+  key: string;
+  default: unknown;
+  env?: string;
+  flag?: string;
+  doc: string;
+}
+
+/** A bad setting; the message is one line naming the key, the value, its source and the expected form. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(message: string) {
+    super(oneLine(message));
+  }
+}
+
+// ---- formats: each validator throws "expected …"; each coercer parses strings from the environment strictly ----
+
+interface Bounds { min?: number; max?: number }
+type Item = convict.SchemaObj & Bounds & { values?: readonly string[] };
+
+const INT = /^[+-]?\d+$/;
+const toInt = (s: string): unknown => (INT.test(s.trim()) ? Number(s.trim()) : s);
+const splitList = (s: string): string[] => s.split(',').map((p) => p.trim()).filter((p) => p !== '');
+
+function rangeText({ min, max }: Bounds): string {
+  if (min !== undefined && max !== undefined) return `from ${min} to ${max}`;
+  if (min !== undefined) return `of at least ${min}`;
+  return max !== undefined ? `of at most ${max}` : '';
+}
+
+function expect(ok: boolean, form: string): void {
+  if (!ok) throw new Error(`expected ${form}`);
+}
+
+const FORMATS: Record<string, { validate(v: unknown, item: Item): void; coerce?(s: string): unknown }> = {
+  'tcpspan-int': {
+    validate: (v, item) => expect(Number.isSafeInteger(v) && (v as number) >= (item.min ?? -Infinity) && (v as number) <= (item.max ?? Infinity),
+      `an integer ${rangeText(item)}`.trimEnd()),
+    coerce: toInt,
+  },
+  'tcpspan-power-of-two': {
+    validate: (v, item) => expect(Number.isSafeInteger(v) && (v as number) > 0 && ((v as number) & ((v as number) - 1)) === 0 &&
+      (v as number) >= (item.min ?? 1) && (v as number) <= (item.max ?? 2 ** 30), `a power of two ${rangeText(item)}`),
+    coerce: toInt,
+  },
+  'tcpspan-boolean': {
+    validate: (v) => expect(typeof v === 'boolean', 'true or false'),
+    coerce: (s) => (/^true$/i.test(s.trim()) ? true : /^false$/i.test(s.trim()) ? false : s),
+  },
+  'tcpspan-string': {
+    validate: (v) => expect(typeof v === 'string', 'a string'),
+  },
+  'tcpspan-enum': {
+    validate: (v, item) => expect(typeof v === 'string' && item.values!.includes(v), `one of ${item.values!.join(', ')}`),
+    coerce: (s) => s.trim().toLowerCase(),
+  },
+  'tcpspan-url': {
+    validate: (v) => expect(typeof v === 'string' && (v === '' || isHttpUrl(v)), "an http:// or https:// URL such as http://localhost:4317, or ''"),
+    coerce: (s) => s.trim(),
+  },
+  'tcpspan-ports': {
+    validate: (v) => expect(Array.isArray(v) && v.length <= MAX_PORTS && v.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535),
+      `a list of up to ${MAX_PORTS} ports, each from 1 to 65535`),
+    coerce: (s) => splitList(s).map((p) => (/^\d+$/.test(p) ? Number(p) : p)),
+  },
+  'tcpspan-cidrs': {
+    validate: (v) => {
+      const form = `a list of up to ${MAX_CIDRS} addresses or CIDRs such as 10.0.0.0/8 or fd00::/64`;
+      expect(Array.isArray(v) && v.length <= MAX_CIDRS && v.every((a) => typeof a === 'string'), form);
+      for (const a of v as string[]) {
+        try {
+          parseCidr(a);
+        } catch (err) {
+          throw new Error(`expected ${form} (${(err as Error).message})`);
+        }
+      }
+    },
+    coerce: splitList,
+  },
+};
+for (const [name, f] of Object.entries(FORMATS)) convict.addFormat({ name, validate: f.validate, ...(f.coerce && { coerce: f.coerce }) });
+
+function isHttpUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
+// ---- the schema ----
+
+const int = (doc: string, def: number, bounds: Bounds, env?: string) => ({ doc, format: 'tcpspan-int', default: def, ...bounds, ...(env && { env }) });
+
+const SCHEMA: convict.Schema<TcpspanConfig> = {
+  filter: {
+    ports: {
+      doc: 'Only connections with one of these ports at either end (empty: every port). Applied in the kernel.',
+      format: 'tcpspan-ports', default: [], env: 'TCPSPAN_PORTS', flag: '--port',
+    },
+    addrs: {
+      doc: 'Only connections with an address in one of these IPv4/IPv6 CIDRs at either end (empty: every address). Applied in the kernel.',
+      format: 'tcpspan-cidrs', default: [], env: 'TCPSPAN_ADDRS', flag: '--addr',
+    },
+    netns: int('Only connections in the network namespace with this inode number (0: every namespace).', 0, { min: 0, max: 2 ** 32 - 1 }, 'TCPSPAN_NETNS'),
+  },
+  capture: {
+    ringBufferBytes: {
+      doc: 'Size of the kernel-to-user ring buffer in bytes; when it is full, events are lost (and counted).',
+      format: 'tcpspan-power-of-two', default: 33554432, min: 4096, max: 2 ** 30, env: 'TCPSPAN_RING_BUFFER_BYTES',
+    },
+    synTiming: { doc: 'Record when a SYN reaches a listener (sock_ops on a cgroup v2 hierarchy), so server spans start at the SYN, not at SYN_RECV.', format: 'tcpspan-boolean', default: true },
+    cgroupPath: { doc: "cgroup v2 directory the SYN timing program attaches to ('': the mounted cgroup v2 root).", format: 'tcpspan-string', default: '' },
+  },
+  correlator: {
+    maxConnections: int('Open plus lingering connections tracked at most; at the bound the first-closed one is emitted early, or else the oldest open one as incomplete.', 262144, { min: 1 }),
+    maxEventsPerSpan: int('Span events kept per connection; the rest are counted as dropped.', 128, { min: 8 }),
+    lingerMs: int('How long a closed connection waits for its trailing kernel events before it becomes a span.', 20, { min: 0, max: 10000 }),
+    maxPendingSynAcks: int('SYN-ACK retransmit tuples kept while waiting for their server socket.', 4096, { min: 1 }),
+  },
+  export: {
+    traces: {
+      doc: "Where spans go: otlp, console lines, none, or auto (otlp when an OTLP endpoint is configured, console otherwise). --console forces console.",
+      format: 'tcpspan-enum', values: ['auto', 'otlp', 'console', 'none'], default: 'auto', env: 'OTEL_TRACES_EXPORTER', flag: '--console',
+    },
+    metrics: {
+      doc: 'Where bridge metrics go: otlp, none, or auto (otlp when an OTLP endpoint is configured, none otherwise).',
+      format: 'tcpspan-enum', values: ['auto', 'otlp', 'none'], default: 'auto', env: 'OTEL_METRICS_EXPORTER',
+    },
+    otlpEndpoint: {
+      doc: "OTLP gRPC endpoint for traces and metrics, e.g. http://localhost:4317 ('': none).",
+      format: 'tcpspan-url', default: '', env: 'OTEL_EXPORTER_OTLP_ENDPOINT', flag: '--otlp-endpoint',
+    },
+    tracesEndpoint: {
+      doc: "OTLP gRPC endpoint for traces only ('': otlpEndpoint).",
+      format: 'tcpspan-url', default: '', env: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+    },
+    metricsEndpoint: {
+      doc: "OTLP gRPC endpoint for metrics only ('': otlpEndpoint).",
+      format: 'tcpspan-url', default: '', env: 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT',
+    },
+    tracesFile: {
+      doc: "Also write spans as OTLP/JSON lines to this file ('-': stdout, '': no file).",
+      format: 'tcpspan-string', default: '', flag: '--traces-file',
+    },
+    batch: {
+      maxQueueSize: int('Spans queued per exporter at most; beyond it new spans are dropped (and counted).', 65536, { min: 1 }, 'OTEL_BSP_MAX_QUEUE_SIZE'),
+      maxExportBatchSize: int('Spans per export request at most; at most maxQueueSize.', 2048, { min: 1 }, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
+      scheduledDelayMs: int('Milliseconds between two exports of a partial batch.', 200, { min: 0 }, 'OTEL_BSP_SCHEDULE_DELAY'),
+      exportTimeoutMs: int('Milliseconds one export request may take.', 10000, { min: 1 }, 'OTEL_BSP_EXPORT_TIMEOUT'),
+      maxRetries: int('Retries of an export that failed with a retryable error.', 5, { min: 0 }),
+      retryInitialDelayMs: int('Milliseconds before the first retry of a failed export.', 500, { min: 1 }),
+    },
+    metricIntervalMs: int('Milliseconds between two metric exports.', 60000, { min: 100 }, 'OTEL_METRIC_EXPORT_INTERVAL'),
+    shutdownTimeoutMs: int('Milliseconds shutdown may spend flushing exporters before it gives up.', 5000, { min: 0 }),
+  },
+  service: {
+    name: {
+      doc: 'service.name of the resource (other resource attributes come from OTEL_RESOURCE_ATTRIBUTES).',
+      format: 'tcpspan-string', default: 'tcpspan', env: 'OTEL_SERVICE_NAME',
+    },
+  },
+};
+
+// The standard OTEL_*_EXPORTER variables name fewer choices than the keys take (no 'auto'),
+// and some choices tcpspan does not implement: those are refused naming the variable.
+const ENV_CHOICES: Record<string, { accepts: readonly string[]; unsupported: readonly string[] }> = {
+  OTEL_TRACES_EXPORTER: { accepts: ['otlp', 'console', 'none'], unsupported: ['zipkin', 'jaeger'] },
+  OTEL_METRICS_EXPORTER: { accepts: ['otlp', 'none'], unsupported: ['console', 'prometheus'] },
+};
+
+interface Leaf { key: string; item: Item }
+
+function leaves(node: object = SCHEMA, prefix = ''): Leaf[] {
+  return Object.entries(node).flatMap(([k, v]): Leaf[] => {
+    const key = prefix + k;
+    return 'default' in v ? [{ key, item: v as Item }] : leaves(v as object, `${key}.`);
+  });
+}
+
+const LEAVES = leaves();
+
+/** Every key with its default, environment variable, flag and doc: the source of the settings table. */
+export function configDocs(): ConfigDoc[] {
+  return LEAVES.map(({ key, item }) => ({
+    key, default: structuredClone(item.default), ...(item.env && { env: item.env }), ...(item['flag'] && { flag: item['flag'] as string }), doc: item.doc ?? '',
+  }));
+}
+
+/** Which exporters 'auto' stands for: otlp when an endpoint is configured, else console (traces) or none (metrics). */
+export function resolveExporters(x: TcpspanConfig['export']): { traces: 'otlp' | 'console' | 'none'; metrics: 'otlp' | 'none' } {
+  return {
+    traces: x.traces === 'auto' ? (x.tracesEndpoint ? 'otlp' : 'console') : x.traces,
+    metrics: x.metrics === 'auto' ? (x.metricsEndpoint ? 'otlp' : 'none') : x.metrics,
+  };
+}
+
+export function loadConfig(argv: ConfigArgv, env: NodeJS.ProcessEnv = process.env): TcpspanConfig {
+  const fileSource = `--config ${argv.config}`;
+  const file = argv.config === undefined ? {} : readConfigFile(argv.config);
+  const cleanEnv = checkEnv(env);
+  const flags = flagValues(argv);
+
+  const sourceOf = (key: string): string => {
+    const item = LEAVES.find((l) => l.key === key)?.item;
+    if (flags.has(key)) return flags.get(key)!.flag;
+    if (item?.env && cleanEnv[item.env] !== undefined) return item.env;
+    return has(file, key) ? fileSource : 'default';
+  };
+  const fail = (key: string, value: unknown, problem: string): never => {
+    throw new ConfigError(`config: ${key} = ${show(value)} (from ${sourceOf(key)}): ${problem}`);
+  };
+
+  checkShape(file, SCHEMA, '', fail);
+  // args: [] so convict never reads process.argv; env: the checked environment, imported with our coercers
+  const conf = convict(SCHEMA, { env: cleanEnv, args: [] });
+  conf.load(file); // convict re-imports the environment over the file
+  for (const [key, { value }] of flags) conf.set(key, value);
+  try {
+    conf.validate({ allowed: 'strict' });
+  } catch (err) {
+    explain((err as Error).message, conf, fail);
+  }
+
+  const cfg = conf.getProperties() as TcpspanConfig;
+  const x = cfg.export as { -readonly [K in keyof TcpspanConfig['export']]: TcpspanConfig['export'][K] };
+  x.tracesEndpoint ||= x.otlpEndpoint;
+  x.metricsEndpoint ||= x.otlpEndpoint;
+
+  // cross-field checks
+  if (x.batch.maxExportBatchSize > x.batch.maxQueueSize) {
+    fail('export.batch.maxExportBatchSize', x.batch.maxExportBatchSize,
+      `expected at most export.batch.maxQueueSize (${x.batch.maxQueueSize}, from ${sourceOf('export.batch.maxQueueSize')})`);
+  }
+  const needs = 'expected an OTLP endpoint as well: set OTEL_EXPORTER_OTLP_ENDPOINT or --otlp-endpoint';
+  if (x.traces === 'otlp' && !x.tracesEndpoint) fail('export.traces', x.traces, needs);
+  if (x.metrics === 'otlp' && !x.metricsEndpoint) fail('export.metrics', x.metrics, needs);
+  return deepFreeze(cfg);
+}
+
+function readConfigFile(path: string): object {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.message.replace(/, \w+ '.*'$/, ''); // "ENOENT: no such file or directory"
+    throw new ConfigError(`config: cannot read --config ${path}: ${why}: expected a readable JSON file of settings such as config/default.json`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config: cannot parse --config ${path}: ${(err as Error).message}: expected JSON settings such as config/default.json`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError(`config: --config ${path} holds ${show(parsed)}: expected a JSON object of settings such as config/default.json`);
+  }
+  return parsed;
+}
+
+/** Drops empty variables (unset, as OpenTelemetry treats them) and refuses exporter names the keys cannot express. */
+function checkEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const { key, item } of LEAVES) {
+    const raw = item.env ? env[item.env] : undefined;
+    if (!item.env || raw === undefined || raw.trim() === '') continue;
+    const choice = ENV_CHOICES[item.env];
+    const v = raw.trim().toLowerCase();
+    if (choice && !choice.accepts.includes(v)) {
+      const why = choice.unsupported.includes(v) ? `'${v}' is not supported by tcpspan; expected` : 'expected';
+      throw new ConfigError(`config: ${key} = ${show(raw)} (from ${item.env}): ${why} one of ${choice.accepts.join(', ')}`);
+    }
+    out[item.env] = raw;
+  }
+  return out;
+}
+
+function flagValues(argv: ConfigArgv): Map<string, { flag: string; value: unknown }> {
+  const m = new Map<string, { flag: string; value: unknown }>();
+  if (argv.port !== undefined) m.set('filter.ports', { flag: '--port', value: argv.port.map((p) => (/^\d+$/.test(p) ? Number(p) : p)) });
+  if (argv.addr !== undefined) m.set('filter.addrs', { flag: '--addr', value: [...argv.addr] });
+  if (argv.tracesFile !== undefined) m.set('export.tracesFile', { flag: '--traces-file', value: argv.tracesFile });
+  if (argv.otlpEndpoint !== undefined) {
+    // an endpoint given on the command line is meant for both signals, over any per-signal variable
+    for (const key of ['export.otlpEndpoint', 'export.tracesEndpoint', 'export.metricsEndpoint']) {
+      m.set(key, { flag: '--otlp-endpoint', value: argv.otlpEndpoint });
+    }
+  }
+  if (argv.console) m.set('export.traces', { flag: '--console', value: 'console' });
+  return m;
+}
+
+/**
+ * Refuses a file that puts a value where the schema has a group, or an object where it has a value:
+ * convict would silently drop the group's keys (or fail inside its merge) instead.
+ */
+function checkShape(obj: object, schema: object, prefix: string, fail: (k: string, v: unknown, p: string) => never): void {
+  for (const [k, v] of Object.entries(obj)) {
+    const node = (schema as Record<string, object>)[k];
+    const key = prefix + k;
+    if (node === undefined) continue; // unknown keys: convict's strict validation names them
+    const isGroup = !('default' in node);
+    const isObject = typeof v === 'object' && v !== null && !Array.isArray(v);
+    if (isGroup && !isObject) fail(key, v, `expected an object with keys ${Object.keys(node).join(', ')}`);
+    if (isGroup) checkShape(v as object, node, `${key}.`, fail);
+    else if (isObject) {
+      try {
+        FORMATS[(node as Item).format as string]!.validate(v, node as Item);
+      } catch (err) {
+        fail(key, v, (err as Error).message);
+      }
+    }
+  }
+}
+
+/** Turns the first line of convict's validation report into a ConfigError. */
+function explain(report: string, conf: convict.Config<TcpspanConfig>, fail: (k: string, v: unknown, p: string) => never): never {
+  const line = report.split('\n')[0] ?? report;
+  // only the file can hold keys the schema lacks, so fail() names it as their source
+  const undeclared = /^configuration param '(.+)' not declared in the schema/.exec(line);
+  if (undeclared) fail(undeclared[1]!, lookup(conf.getProperties(), undeclared[1]!), 'unknown key; expected only the keys of config/default.json');
+  const bad = /^([\w.]+): (.*?)(?:: value was .*)?$/.exec(line);
+  if (bad && LEAVES.some((l) => l.key === bad[1])) fail(bad[1]!, conf.get(bad[1] as never), bad[2]!);
+  throw new ConfigError(`config: ${line}`);
+}
+
+function lookup(obj: object, key: string): unknown {
+  return key.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], obj);
+}
+
+function has(obj: object, key: string): boolean {
+  let o: unknown = obj;
+  for (const part of key.split('.')) {
+    if (typeof o !== 'object' || o === null || !Object.hasOwn(o, part)) return false;
+    o = (o as Record<string, unknown>)[part];
+  }
+  return true;
+}
+
+function show(v: unknown): string {
+  const s = typeof v === 'number' ? String(v) : JSON.stringify(v) ?? String(v);
+  return s.length > 120 ? `${s.slice(0, 117)}...` : s;
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ');
+}
+
+function deepFreeze<T>(o: T): T {
+  if (typeof o === 'object' && o !== null) {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
