@@ -3,6 +3,7 @@ import { CaptureError } from '../capture/probes.js';
 import { UsageError } from './common.js';
 
 const USAGE = `usage: tcpspan <command> [options]
+  run       turn every TCP connection into a span (console by default, OTLP when configured)
   events    print decoded kernel events as JSON lines
   doctor    check that this machine can run tcpspan, with the fix for each failure
 Run \`tcpspan <command> --help\` for a command's options.`;
@@ -10,6 +11,8 @@ Run \`tcpspan <command> --help\` for a command's options.`;
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
+    case 'run':
+      return (await import('./run.js')).runRun(rest);
     case 'events':
       return (await import('./events.js')).runEvents(rest);
     case 'doctor':
@@ -21,7 +24,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${USAGE}\n`);
       return command === undefined ? 2 : 0;
     default:
-      throw new UsageError(`unknown command '${command}': expected events or doctor`);
+      throw new UsageError(`unknown command '${command}': expected run, events or doctor`);
   }
 }
 
@@ -31,7 +34,7 @@ main(process.argv.slice(2)).then(
     if (err instanceof CaptureError) {
       process.stderr.write(`tcpspan: ${err.stage}: ${err.message}\n`);
       for (const line of err.detail) process.stderr.write(`  ${line}\n`);
-    } else if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    } else if (err instanceof UsageError || (err as Error).name === 'ConfigError' || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`tcpspan: ${(err as Error).message}\n`);
       process.exitCode = 2;
       return;

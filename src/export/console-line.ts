@@ -1,0 +1,41 @@
+// The console output of `tcpspan run` with no OTLP endpoint: one line per finished
+// connection end, in the spirit of bcc's tcplife.
+import type { ConnectionRecord } from '../correlate/connection-record.js';
+
+export const CONSOLE_HEADER =
+  'TIME          KIND   PID     COMM            LOCAL -> PEER                                  DUR_MS  HS_MS   RTT_US RETR     TX_B     RX_B CLOSE';
+
+function endpoint(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+function clock(epochMs: number): string {
+  const d = new Date(epochMs);
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
+const num = (n: number | undefined, width: number, digits = 0) =>
+  (n === undefined ? '-' : digits ? n.toFixed(digits) : String(Math.round(n))).padStart(width);
+
+/** One readable line for one connection end; endEpochMs is the close time on the wall clock. */
+export function formatConsoleLine(rec: ConnectionRecord, endEpochMs: number): string {
+  const tuple = `${endpoint(rec.localAddress, rec.localPort)} -> ${endpoint(rec.peerAddress, rec.peerPort)}`;
+  const close = rec.closeInitiator ? `${rec.closeReason}(${rec.closeInitiator})` : rec.closeReason;
+  const flags = [rec.openBeforeStart && 'open-before-start', rec.kernelEventsLost && 'events-lost', rec.evicted && 'evicted']
+    .filter(Boolean).join(',');
+  return [
+    clock(endEpochMs),
+    rec.kind.padEnd(6),
+    (rec.pid === undefined ? '-' : String(rec.pid)).padEnd(7),
+    (rec.executableName ?? '-').padEnd(15),
+    tuple.padEnd(46),
+    num((rec.endNs - rec.startNs) / 1e6, 7, 2),
+    num(rec.handshakeNs === undefined ? undefined : rec.handshakeNs / 1e6, 6, 2),
+    num(rec.rtt?.avgUs ?? rec.srttUs, 8),
+    num(rec.retransmits, 4),
+    num(rec.bytesSent, 8),
+    num(rec.bytesReceived, 8),
+    flags ? `${close} [${flags}]` : close,
+  ].join(' ');
+}

@@ -1,0 +1,173 @@
+// The bridge: kernel ring -> decoder -> correlator -> span sinks, and its orderly shutdown.
+import type { Capture } from '../capture/probes.js';
+import { createRingPoller, type RingPoller } from '../capture/ring-poller.js';
+import { decodeEvent, newKernelEvent, type RecordMemory } from '../decode/event.js';
+import { createCorrelator, type Correlator, type CorrelatorOptions } from '../correlate/correlator.js';
+import type { ConnectionRecord } from '../correlate/connection-record.js';
+import { toSpanData, type SpanData } from '../correlate/span-data.js';
+import type { Clock } from '../decode/format.js';
+import type { HealthSources } from '../export/bridge-metrics.js';
+
+/** Where finished connections go: console, OTLP, a file. */
+export interface SpanSink {
+  readonly name: string;
+  /** Never throws; a refusal is counted by the sink. */
+  accept(rec: ConnectionRecord, span: SpanData): void;
+  /** Delivers what it holds within the deadline; the rest is counted as dropped. */
+  shutdown(deadlineMs: number): Promise<void>;
+  exported(): number;
+  dropped(): Record<string, number>;
+}
+
+export interface BridgeOptions {
+  capture: Capture;
+  clock: Clock;
+  correlator: CorrelatorOptions;
+  sinks: SpanSink[];
+  /** Called for each finished connection end (metrics). */
+  onRecord?: (rec: ConnectionRecord) => void;
+  /** How often the kernel's loss counters are read. */
+  lossCheckMs?: number;
+  busyIntervalMs?: number;
+}
+
+export interface BridgeSummary {
+  kernelEvents: number;
+  lostEvents: Record<string, number>;
+  spans: number;
+  exported: Record<string, number>;
+  dropped: Record<string, number>;
+  correlatorDrops: Record<string, number>;
+}
+
+export interface Bridge {
+  readonly health: HealthSources;
+  start(): void;
+  /** Stop intake, detach, drain, end open connections as incomplete, flush sinks. Idempotent. */
+  stop(deadlineMs: number): Promise<BridgeSummary>;
+}
+
+export function createBridge(opts: BridgeOptions): Bridge {
+  return new RingBridge(opts);
+}
+
+const nowMono = (): number => Number(process.hrtime.bigint());
+
+class RingBridge implements Bridge {
+  readonly health: HealthSources;
+  private readonly _correlator: Correlator;
+  private readonly _poller: RingPoller;
+  private readonly _event = newKernelEvent();
+  private _received = 0;
+  private _spans = 0;
+  private _ringbufFull = 0;
+  private _lastLossCheck = 0;
+  private _stopping: Promise<BridgeSummary> | undefined;
+  private _lingerTimer: NodeJS.Timeout | undefined;
+  private readonly _handle: (m: RecordMemory, off: number) => void;
+
+  constructor(private readonly _opts: BridgeOptions) {
+    this._correlator = createCorrelator(_opts.correlator, (rec) => this._emit(rec));
+    this._handle = (m, off) => {
+      decodeEvent(m, off, this._event);
+      this._received++;
+      this._correlator.onEvent(this._event);
+    };
+    this._poller = createRingPoller(_opts.capture.ring, () => this._drain(), { busyIntervalMs: _opts.busyIntervalMs ?? 2 });
+    this.health = {
+      kernelEventsReceived: () => this._received,
+      kernelEventsLost: () => ({ ringbuf_full: this._opts.capture.readCounters().ringbufFull }),
+      connectionsOpen: () => this._correlator.stats().openConnections,
+      connectionsSeen: () => {
+        const s = this._correlator.stats();
+        return s.emitted + s.openConnections + s.lingeringConnections;
+      },
+      correlatorDrops: () => nonZero(this._correlator.stats().dropped),
+      spansExported: () => this._opts.sinks.reduce((n, s) => n + s.exported(), 0),
+      spansDropped: () => this._dropped(),
+    };
+  }
+
+  start(): void {
+    this._poller.start();
+  }
+
+  private _drain(): number {
+    const n = this._opts.capture.ring.drain(this._handle);
+    const now = nowMono();
+    this._correlator.tick(now);
+    if (now - this._lastLossCheck > (this._opts.lossCheckMs ?? 250) * 1e6) this._checkLoss(now);
+    this._armLingerTimer();
+    return n;
+  }
+
+  /**
+   * Closed connections wait lingerMs for trailing events and are emitted by tick(). When
+   * the ring goes quiet nothing drains, so a timer ticks until none is left waiting.
+   */
+  private _armLingerTimer(): void {
+    if (this._lingerTimer || this._stopping || this._correlator.stats().lingeringConnections === 0) return;
+    this._lingerTimer = setTimeout(() => {
+      this._lingerTimer = undefined;
+      this._correlator.tick(nowMono());
+      this._armLingerTimer();
+    }, this._opts.correlator.lingerMs + 1);
+  }
+
+  /** The kernel's loss counters moved: flag the connections whose events may be missing. */
+  private _checkLoss(now: number): void {
+    this._lastLossCheck = now;
+    const full = this._opts.capture.readCounters().ringbufFull;
+    if (full > this._ringbufFull) {
+      this._ringbufFull = full;
+      this._correlator.markKernelLoss();
+    }
+  }
+
+  private _emit(rec: ConnectionRecord): void {
+    this._spans++;
+    const span = toSpanData(rec, this._opts.clock.toEpochNs);
+    this._opts.onRecord?.(rec);
+    for (const sink of this._opts.sinks) sink.accept(rec, span);
+  }
+
+  private _dropped(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const sink of this._opts.sinks) {
+      for (const [reason, n] of Object.entries(sink.dropped())) {
+        if (n) out[`${sink.name}:${reason}`] = (out[`${sink.name}:${reason}`] ?? 0) + n;
+      }
+    }
+    return out;
+  }
+
+  stop(deadlineMs: number): Promise<BridgeSummary> {
+    return (this._stopping ??= this._stop(deadlineMs));
+  }
+
+  private async _stop(deadlineMs: number): Promise<BridgeSummary> {
+    const { capture, sinks } = this._opts;
+    capture.detach(); // no new records
+    if (this._lingerTimer) clearTimeout(this._lingerTimer);
+    await this._poller.stop();
+    while (this._drain() > 0); // what the kernel already wrote
+    this._checkLoss(nowMono());
+    this._correlator.flush(nowMono()); // open connections end as incomplete
+    await Promise.all(sinks.map((s) => s.shutdown(deadlineMs)));
+    const counters = capture.readCounters();
+    const summary: BridgeSummary = {
+      kernelEvents: this._received,
+      lostEvents: nonZero({ ringbuf_full: counters.ringbufFull, in_transit: Math.max(0, counters.submitted - this._received) }),
+      spans: this._spans,
+      exported: Object.fromEntries(sinks.map((s) => [s.name, s.exported()])),
+      dropped: this._dropped(),
+      correlatorDrops: nonZero(this._correlator.stats().dropped),
+    };
+    capture.close();
+    return summary;
+  }
+}
+
+function nonZero(r: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(r).filter(([, n]) => n > 0));
+}

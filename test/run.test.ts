@@ -1,0 +1,212 @@
+// `tcpspan run` as users run it: a process, real connections, a real OTLP gRPC receiver.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
+import { LOOPBACK, startServer, type Family, type TestServer } from './support/tcp.js';
+import { ownNetns } from './support/capture-session.js';
+
+const MAIN = path.resolve(__dirname, '..', 'src', 'cli', 'main.js');
+
+interface RunProcess {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  stop(): Promise<number>;
+}
+
+async function startRun(args: string[], env: Record<string, string> = {}): Promise<RunProcess> {
+  const child = spawn(process.execPath, [MAIN, 'run', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env['PATH'] ?? '', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_METRIC_EXPORT_INTERVAL: '500', ...env },
+  });
+  let out = '', err = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  const deadline = Date.now() + 15_000;
+  while (!err.includes('running:')) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`tcpspan run did not start: ${err}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    child, stdout: () => out, stderr: () => err,
+    async stop() {
+      child.kill('SIGTERM');
+      const [code] = (await once(child, 'exit')) as [number];
+      return code;
+    },
+  };
+}
+
+/** n sequential connections from this process: send 5 bytes, read 3, close. Returns the client ports. */
+async function connectMany(family: Family, port: number, n: number): Promise<number[]> {
+  const ports: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = net.connect(port, LOOPBACK[family]);
+    await once(s, 'connect');
+    ports.push(s.localPort!);
+    s.write('hello');
+    await once(s, 'data');
+    s.end();
+    await once(s, 'close');
+  }
+  return ports;
+}
+
+function byPort(spans: ReceivedSpan[], port: number, kind: 'SPAN_KIND_CLIENT' | 'SPAN_KIND_SERVER'): ReceivedSpan {
+  const key = kind === 'SPAN_KIND_CLIENT' ? 'network.local.port' : 'network.peer.port';
+  const s = spans.find((x) => x.kindName === kind && x.attributes[key] === port);
+  assert.ok(s, `no ${kind} span for client port ${port}`);
+  return s;
+}
+
+describe('tcpspan run', function () {
+  this.timeout(90_000);
+  let receiver: OtlpReceiver | undefined;
+  let server: TestServer | undefined;
+  let run: RunProcess | undefined;
+
+  afterEach(async () => {
+    if (run && run.child.exitCode === null) await run.stop();
+    await server?.close();
+    await receiver?.close();
+    run = undefined; server = undefined; receiver = undefined;
+  });
+
+  it('should turn 1,000 loopback connections into 2,000 spans at an OTLP gRPC receiver, both ends in one trace', async () => {
+    receiver = await startOtlpReceiver();
+    server = await startServer(4, { reply: 3, closeDelayMs: 1 });
+    run = await startRun(['--port', String(server.port)], { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_SERVICE_NAME: 'tcpspan-test' });
+    const ports = await connectMany(4, server.port, 1000);
+    const spans = await receiver.waitForSpans(2000, 20_000);
+    assert.equal(await run.stop(), 0);
+    assert.equal(receiver.spans().length, 2000, 'exactly one span per connection end, nothing lost, nothing twice');
+    assert.match(run.stderr(), /stopped: \d+ kernel events, 2000 spans \(otlp 2000\), lost kernel events 0, spans dropped: none/);
+
+    // every connection: a client span and a server span sharing the trace, the server a child of the client
+    for (const p of ports) {
+      const c = byPort(spans, p, 'SPAN_KIND_CLIENT');
+      const s = byPort(spans, p, 'SPAN_KIND_SERVER');
+      assert.deepEqual({ trace: s.traceId, parent: s.parentSpanId }, { trace: c.traceId, parent: c.spanId }, `connection from port ${p}`);
+      assert.equal(c.parentSpanId, '');
+    }
+    assert.equal(new Set(spans.map((s) => s.traceId)).size, 1000);
+
+    // one connection, whole spans
+    const c = byPort(spans, ports[500]!, 'SPAN_KIND_CLIENT');
+    const s = byPort(spans, ports[500]!, 'SPAN_KIND_SERVER');
+    const netns = ownNetns();
+    const variable = (span: ReceivedSpan) => {
+      const a = span.attributes;
+      assert.ok(typeof a['tcpspan.socket.cookie'] === 'number' && a['tcpspan.socket.cookie'] > 0);
+      for (const k of ['tcp.handshake.duration', 'tcp.rtt.min', 'tcp.rtt.avg', 'tcp.rtt.max', 'tcp.rtt.smoothed']) {
+        assert.ok(typeof a[k] === 'number' && (a[k] as number) > 0 && (a[k] as number) < 1, `${k} = ${a[k]}`);
+      }
+      assert.ok((a['tcp.rtt.min'] as number) <= (a['tcp.rtt.avg'] as number) && (a['tcp.rtt.avg'] as number) <= (a['tcp.rtt.max'] as number));
+      assert.ok(span.endTimeUnixNano > span.startTimeUnixNano && span.endTimeUnixNano - span.startTimeUnixNano < 5_000_000_000n);
+      const { 'tcpspan.socket.cookie': _c, 'tcp.handshake.duration': _h, 'tcp.rtt.min': _a, 'tcp.rtt.avg': _b, 'tcp.rtt.max': _d, 'tcp.rtt.smoothed': _e, 'tcp.rtt.samples': samples, ...rest } = a;
+      assert.ok(typeof samples === 'number' && samples >= 1);
+      return rest;
+    };
+    const common = {
+      'network.transport': 'tcp', 'network.type': 'ipv4', 'network.local.address': '127.0.0.1', 'network.peer.address': '127.0.0.1',
+      'tcp.retransmits': 0, 'tcpspan.netns': netns, 'process.pid': process.pid, 'process.executable.name': 'node',
+    };
+    assert.deepEqual(variable(c), {
+      ...common, 'network.local.port': ports[500], 'network.peer.port': server.port,
+      'tcp.close.reason': 'fin', 'tcp.close.initiator': 'local',
+      'tcp.bytes.sent': 5, 'tcp.bytes.received': 3, 'tcp.segments.sent': c.attributes['tcp.segments.sent'], 'tcp.segments.received': c.attributes['tcp.segments.received'],
+    });
+    assert.deepEqual(variable(s), {
+      ...common, 'network.local.port': server.port, 'network.peer.port': ports[500],
+      'tcp.close.reason': 'fin', 'tcp.close.initiator': 'peer',
+      'tcp.bytes.sent': 3, 'tcp.bytes.received': 5, 'tcp.segments.sent': s.attributes['tcp.segments.sent'], 'tcp.segments.received': s.attributes['tcp.segments.received'],
+    });
+    assert.ok((c.attributes['tcp.segments.sent'] as number) >= 3 && (s.attributes['tcp.segments.received'] as number) >= 3);
+    assert.deepEqual({ name: c.name, status: c.status, scope: c.scopeName, service: c.resource['service.name'] },
+      { name: 'tcp.connection', status: { code: 0, message: '' }, scope: 'tcpspan', service: 'tcpspan-test' });
+    assert.deepEqual(c.events.filter((e) => e.name === 'tcp.state_change').map((e) => e.attributes['network.connection.state']),
+      ['syn_sent', 'established', 'fin_wait_1', 'fin_wait_2', 'closed']);
+    assert.deepEqual(s.events.filter((e) => e.name === 'tcp.state_change').map((e) => e.attributes['network.connection.state']),
+      ['syn_received', 'established', 'close_wait', 'last_ack', 'closed']);
+
+    // metrics arrived, and agree with the spans
+    const closed = await receiver.waitForMetric('tcp.connections.closed', 5000);
+    assert.equal(closed.type, 'sum');
+    const fin = closed.type === 'sum' ? closed.dataPoints.filter((p) => p.attributes['tcp.close.reason'] === 'fin').reduce((n, p) => n + Number(p.value), 0) : 0;
+    assert.equal(fin, 2000);
+    const duration = await receiver.waitForMetric('tcp.connection.duration', 5000);
+    assert.deepEqual({ type: duration.type, unit: duration.unit }, { type: 'histogram', unit: 's' });
+    await receiver.waitForMetric('tcpspan.kernel.events', 5000);
+  });
+
+  it('should put both ends of an IPv6 connection in one trace', async () => {
+    receiver = await startOtlpReceiver();
+    server = await startServer(6, { reply: 3, closeDelayMs: 1 });
+    run = await startRun(['--port', String(server.port), '--otlp-endpoint', receiver.endpoint]);
+    const [p] = await connectMany(6, server.port, 1);
+    await receiver.waitForSpans(2, 10_000);
+    assert.equal(await run.stop(), 0);
+    const c = byPort(receiver.spans(), p!, 'SPAN_KIND_CLIENT');
+    const s = byPort(receiver.spans(), p!, 'SPAN_KIND_SERVER');
+    assert.deepEqual({ type: c.attributes['network.type'], local: c.attributes['network.local.address'], trace: s.traceId, parent: s.parentSpanId },
+      { type: 'ipv6', local: '::1', trace: c.traceId, parent: c.spanId });
+  });
+
+  it('should write the same spans as OTLP/JSON lines with --traces-file', async () => {
+    receiver = await startOtlpReceiver();
+    server = await startServer(4, { reply: 3, closeDelayMs: 1 });
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'tcpspan-')), 'spans.jsonl');
+    run = await startRun(['--port', String(server.port), '--otlp-endpoint', receiver.endpoint, '--traces-file', file]);
+    await connectMany(4, server.port, 20);
+    await receiver.waitForSpans(40, 10_000);
+    assert.equal(await run.stop(), 0);
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    const fromFile = lines.flatMap((l) => (JSON.parse(l) as { resourceSpans: { scopeSpans: { spans: { spanId: string; traceId: string; name: string }[] }[] }[] })
+      .resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans)));
+    assert.deepEqual(fromFile.map((s) => `${s.traceId}/${s.spanId}/${s.name}`).sort(),
+      receiver.spans().map((s) => `${s.traceId}/${s.spanId}/${s.name}`).sort());
+  });
+
+  it('should print one readable line per connection end with no OTLP endpoint', async () => {
+    server = await startServer(4, { reply: 3, closeDelayMs: 1 });
+    run = await startRun(['--port', String(server.port)]);
+    const [p] = await connectMany(4, server.port, 1);
+    const deadline = Date.now() + 5000;
+    while (run.stdout().split('\n').length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await run.stop(), 0);
+    const lines = run.stdout().trim().split('\n');
+    assert.match(lines[0]!, /^TIME +KIND +PID +COMM +LOCAL -> PEER/);
+    assert.equal(lines.length, 3);
+    assert.match(lines.find((l) => l.includes(` client `))!, new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} client ${process.pid} +node +127\\.0\\.0\\.1:${p} -> 127\\.0\\.0\\.1:${server.port} .* +5 +3 fin\\(local\\)$`));
+    assert.match(lines.find((l) => l.includes(` server `))!, new RegExp(`server ${process.pid} +node +127\\.0\\.0\\.1:${server.port} -> 127\\.0\\.0\\.1:${p} .* +3 +5 fin\\(peer\\)$`));
+  });
+
+  it('should end connections still open at shutdown as incomplete, and flush them', async () => {
+    receiver = await startOtlpReceiver();
+    server = await startServer(4, { onConnection: () => undefined });
+    run = await startRun(['--port', String(server.port), '--otlp-endpoint', receiver.endpoint]);
+    const sock = net.connect(server.port, '127.0.0.1');
+    await once(sock, 'connect');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await run.stop(), 0);
+    sock.destroy();
+    const spans = receiver.spans();
+    assert.deepEqual(spans.map((s) => [s.kindName, s.attributes['tcp.close.reason']]).sort(),
+      [['SPAN_KIND_CLIENT', 'incomplete'], ['SPAN_KIND_SERVER', 'incomplete']]);
+  });
+
+  it('should refuse a bad setting with one line naming it, before attaching anything', async () => {
+    const child = spawn(process.execPath, [MAIN, 'run', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '' } });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    const [code] = (await once(child, 'exit')) as [number];
+    assert.equal(code, 2);
+    assert.equal(err.trim().split('\n').length, 1, err);
+    assert.match(err, /^tcpspan: config: filter\.ports/);
+  });
+});

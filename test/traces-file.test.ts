@@ -1,0 +1,164 @@
+// The OTLP/JSON lines exporter: what a Collector's otlpjsonfile receiver would read.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ExportResultCode, type ExportResult, type InstrumentationScope } from '@opentelemetry/core';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import type { SpanExporter } from '@opentelemetry/sdk-trace';
+import type { SpanData } from '../src/correlate/span-data.js';
+import { toReadableSpan } from '../src/export/readable-span.js';
+import { createTracesFileExporter } from '../src/export/traces-file.js';
+
+const RESOURCE = resourceFromAttributes({ 'service.name': 'tcpspan-test', 'host.name': 'lab-1' });
+const SCOPE: InstrumentationScope = { name: 'tcpspan', version: '0.1.0' };
+const T0 = 1_763_000_000_123_456_789n;
+
+const CLIENT: SpanData = {
+  name: 'tcp.connection', kind: 'client', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7',
+  startTimeUnixNano: T0, endTimeUnixNano: T0 + 48_211_500n,
+  attributes: {
+    'network.transport': 'tcp', 'network.type': 'ipv4', 'network.peer.address': '10.0.0.2', 'network.peer.port': 443,
+    'tcp.close.reason': 'fin', 'tcp.rtt.avg': 0.0000875, 'tcpspan.socket.cookie': 81237,
+  },
+  events: [
+    { name: 'tcp.state_change', timeUnixNano: T0, attributes: { 'network.connection.state': 'syn_sent' } },
+    { name: 'tcp.state_change', timeUnixNano: T0 + 118_000n, attributes: { 'network.connection.state': 'established' } },
+  ],
+  droppedEventsCount: 0,
+  status: { code: 'unset' },
+};
+
+const SERVER: SpanData = {
+  name: 'tcp.connection', kind: 'server', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: 'b7ad6b7169203331',
+  parentSpanId: '00f067aa0ba902b7',
+  startTimeUnixNano: T0 + 40_000n, endTimeUnixNano: T0 + 48_260_000n,
+  attributes: { 'network.transport': 'tcp', 'tcp.close.reason': 'reset_sent', 'error.type': 'reset_sent', 'tcpspan.evicted': true },
+  events: [{ name: 'tcp.reset_sent', timeUnixNano: T0 + 48_260_000n, attributes: { 'network.connection.state': 'established' } }],
+  droppedEventsCount: 4,
+  status: { code: 'error', message: 'connection reset by this end' },
+};
+
+/** The OTLP/JSON span the Collector would read for `d`, written out by the JSON mapping rules. */
+const OTLP_CLIENT = {
+  traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7',
+  name: 'tcp.connection', kind: 3,
+  startTimeUnixNano: '1763000000123456789', endTimeUnixNano: '1763000000171668289',
+  attributes: [
+    { key: 'network.transport', value: { stringValue: 'tcp' } },
+    { key: 'network.type', value: { stringValue: 'ipv4' } },
+    { key: 'network.peer.address', value: { stringValue: '10.0.0.2' } },
+    { key: 'network.peer.port', value: { intValue: 443 } },
+    { key: 'tcp.close.reason', value: { stringValue: 'fin' } },
+    { key: 'tcp.rtt.avg', value: { doubleValue: 0.0000875 } },
+    { key: 'tcpspan.socket.cookie', value: { intValue: 81237 } },
+  ],
+  droppedAttributesCount: 0,
+  events: [
+    {
+      attributes: [{ key: 'network.connection.state', value: { stringValue: 'syn_sent' } }],
+      name: 'tcp.state_change', timeUnixNano: '1763000000123456789', droppedAttributesCount: 0,
+    },
+    {
+      attributes: [{ key: 'network.connection.state', value: { stringValue: 'established' } }],
+      name: 'tcp.state_change', timeUnixNano: '1763000000123574789', droppedAttributesCount: 0,
+    },
+  ],
+  droppedEventsCount: 0,
+  status: { code: 0 },
+  links: [],
+  droppedLinksCount: 0,
+  flags: 0x101,
+};
+
+const OTLP_SERVER = {
+  traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: 'b7ad6b7169203331', parentSpanId: '00f067aa0ba902b7',
+  name: 'tcp.connection', kind: 2,
+  startTimeUnixNano: '1763000000123496789', endTimeUnixNano: '1763000000171716789',
+  attributes: [
+    { key: 'network.transport', value: { stringValue: 'tcp' } },
+    { key: 'tcp.close.reason', value: { stringValue: 'reset_sent' } },
+    { key: 'error.type', value: { stringValue: 'reset_sent' } },
+    { key: 'tcpspan.evicted', value: { boolValue: true } },
+  ],
+  droppedAttributesCount: 0,
+  events: [{
+    attributes: [{ key: 'network.connection.state', value: { stringValue: 'established' } }],
+    name: 'tcp.reset_sent', timeUnixNano: '1763000000171716789', droppedAttributesCount: 0,
+  }],
+  droppedEventsCount: 4,
+  status: { code: 2, message: 'connection reset by this end' },
+  links: [],
+  droppedLinksCount: 0,
+  flags: 0x301,
+};
+
+function request(spans: object[]) {
+  return {
+    resourceSpans: [{
+      resource: {
+        attributes: [
+          { key: 'service.name', value: { stringValue: 'tcpspan-test' } },
+          { key: 'host.name', value: { stringValue: 'lab-1' } },
+        ],
+        droppedAttributesCount: 0,
+      },
+      scopeSpans: [{ scope: { name: 'tcpspan', version: '0.1.0' }, spans }],
+    }],
+  };
+}
+
+function exportNow(exporter: SpanExporter, spans: SpanData[]): Promise<ExportResult> {
+  return new Promise((resolve) => exporter.export(spans.map((d) => toReadableSpan(d, RESOURCE, SCOPE)), resolve));
+}
+
+describe('TracesFileExporter', () => {
+  let dir: string;
+  beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpspan-traces-')); });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  describe('OTLP/JSON lines', () => {
+    it('should write one ExportTraceServiceRequest per line with hex ids and string unix nanos', async () => {
+      const file = path.join(dir, 'traces.jsonl');
+      const exporter = createTracesFileExporter(file);
+
+      assert.deepStrictEqual(await exportNow(exporter, [CLIENT, SERVER]), { code: ExportResultCode.SUCCESS });
+      assert.deepStrictEqual(await exportNow(exporter, [SERVER]), { code: ExportResultCode.SUCCESS });
+      await exporter.shutdown();
+
+      const text = fs.readFileSync(file, 'utf8');
+      assert.ok(text.endsWith('\n'));
+      const lines = text.slice(0, -1).split('\n').map((l) => JSON.parse(l));
+      assert.deepStrictEqual(lines, [request([OTLP_CLIENT, OTLP_SERVER]), request([OTLP_SERVER])]);
+    });
+
+    it('should append to an existing file', async () => {
+      const file = path.join(dir, 'traces.jsonl');
+      fs.writeFileSync(file, '{"resourceSpans":[]}\n');
+      const exporter = createTracesFileExporter(file);
+      await exportNow(exporter, [CLIENT]);
+      await exporter.shutdown();
+      const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
+      assert.deepStrictEqual(lines, [{ resourceSpans: [] }, request([OTLP_CLIENT])]);
+    });
+  });
+
+  describe('errors', () => {
+    it('should report a file it cannot open through the export result, not throw', async () => {
+      const exporter = createTracesFileExporter(path.join(dir, 'missing-dir', 'traces.jsonl'));
+      const result = await exportNow(exporter, [CLIENT]);
+      assert.equal(result.code, ExportResultCode.FAILED);
+      assert.match(String(result.error?.message), /cannot write traces file .*missing-dir.*ENOENT/);
+      await exporter.shutdown();
+    });
+
+    it('should fail exports after shutdown', async () => {
+      const exporter = createTracesFileExporter(path.join(dir, 'traces.jsonl'));
+      await exporter.shutdown();
+      await exporter.shutdown(); // idempotent
+      const result = await exportNow(exporter, [CLIENT]);
+      assert.equal(result.code, ExportResultCode.FAILED);
+      assert.match(String(result.error?.message), /shut down/);
+    });
+  });
+});
