@@ -11,6 +11,7 @@ import path from 'node:path';
 import { buildLoadgens, runBulkload, runConnload, type ConnloadResult } from './loadgen.js';
 import { decodeEvent, newKernelEvent, recordMemory } from '../src/decode/event.js';
 import { EVENT_LAYOUT } from '../src/decode/wire-layout.js';
+import { endToEnd, exportPathCeiling, memoryPerConnection } from './bridge-bench.js';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -154,6 +155,9 @@ async function main(): Promise<void> {
   const bulkTraced = median(bulk.traced);
   const progs = await programCost(port + 2);
   const decodeNs = decodeCost();
+  const e2e = await endToEnd(port + 3, SECONDS);
+  const memory = await memoryPerConnection(port + 4, 10_000);
+  const ceiling = exportPathCeiling(200_000);
 
   const results = {
     connections_per_s: { without: Math.round(baseRate), with_events: Math.round(tracedRate), ratio: +(tracedRate / baseRate).toFixed(3) },
@@ -165,6 +169,9 @@ async function main(): Promise<void> {
     node_cpu_percent_of_one_core: +((cpu / (seconds * 1000)) * 100).toFixed(1),
     decode_ns_per_event: +decodeNs.toFixed(1),
     bpf_ns_per_run: progs,
+    bridge_end_to_end: e2e,
+    bridge_memory: memory,
+    export_ceiling: ceiling,
     runs: { connload_without: conn.base, connload_with: conn.traced, events: conn.runs, bulk },
   };
   const rows: [string, string][] = [
@@ -177,6 +184,13 @@ async function main(): Promise<void> {
     ['Node CPU per 1,000 connections', `${results.node_cpu_ms_per_1000_connections} ms (${results.node_cpu_percent_of_one_core} % of a core)`],
     ['decode cost per event', `${results.decode_ns_per_event} ns (target <= 60)`],
     ...progs.map((p): [string, string] => [`BPF ${p.program}`, `${p.nsPerRun} ns/run (${p.runs} runs)`]),
+    ['run: connections/s (whole bridge)', `${e2e.connections_per_s} (${e2e.connections} connections)`],
+    ['run: spans delivered / 2 x connections', `${e2e.spans_delivered} / ${2 * e2e.connections} = ${e2e.delivered_ratio} (target 1.0)`],
+    ['run: spans/s to the OTLP receiver', `${e2e.spans_per_s}`],
+    ['run: bridge CPU per 1,000 spans', `${e2e.bridge_cpu_ms_per_1000_spans} ms (${e2e.bridge_cpu_percent_of_one_core} % of a core)`],
+    ['run: close-to-export latency', `p50 ${e2e.close_to_export_ms.p50} ms, p99 ${e2e.close_to_export_ms.p99} ms`],
+    ['run: memory per tracked connection end', `${memory.bytes_per_tracked_end} B (${memory.connections_open} connections open, RSS ${memory.rss_before_mb} -> ${memory.rss_after_mb} MiB; target <= 1 KiB)`],
+    ['export path ceiling (one core)', `${ceiling.spansPerSec} spans/s, ${ceiling.cpuMsPer1000} ms CPU per 1,000, ${ceiling.dropped} dropped (target >= 60k/s)`],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);

@@ -123,6 +123,8 @@ export interface OtlpReceiver {
   /** A snapshot; the receiver keeps counting. */
   readonly requests: RequestCounts;
   spans(): ReceivedSpan[];
+  /** Wall-clock arrival time (unix ns) of each span, in the order of spans(). */
+  arrivals(): bigint[];
   metrics(): ReceivedMetric[];
   /** Resolves with all spans once at least n arrived; rejects after timeoutMs saying how many did. */
   waitForSpans(n: number, timeoutMs?: number): Promise<ReceivedSpan[]>;
@@ -384,6 +386,7 @@ class Waiters {
 class Receiver implements OtlpReceiver {
   readonly endpoint: string;
   private readonly received: { spans: ReceivedSpan[]; metrics: ReceivedMetric[] } = { spans: [], metrics: [] };
+  private readonly arrivalNs: bigint[] = [];
   private readonly counts: RequestCounts = { trace: 0, metrics: 0, logs: 0, rejected: 0 };
   private readonly waiters = new Waiters();
   private readonly delayed = new Set<NodeJS.Timeout>();
@@ -397,6 +400,7 @@ class Receiver implements OtlpReceiver {
 
   get requests(): RequestCounts { return { ...this.counts }; }
   spans(): ReceivedSpan[] { return [...this.received.spans]; }
+  arrivals(): bigint[] { return [...this.arrivalNs]; }
   metrics(): ReceivedMetric[] { return [...this.received.metrics]; }
 
   waitForSpans(n: number, timeoutMs = 5000): Promise<ReceivedSpan[]> {
@@ -438,7 +442,13 @@ class Receiver implements OtlpReceiver {
     };
   }
 
-  storeSpans(spans: ReceivedSpan[]): void { this.received.spans.push(...spans); }
+  storeSpans(spans: ReceivedSpan[]): void {
+    const now = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+    for (const span of spans) {
+      this.received.spans.push(span);
+      this.arrivalNs.push(now);
+    }
+  }
   storeMetrics(metrics: ReceivedMetric[]): void { this.received.metrics.push(...metrics); }
 
   private later(fn: () => void): void {
