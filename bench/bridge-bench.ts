@@ -96,15 +96,20 @@ export async function memoryPerConnection(port: number, n: number) {
   try {
     await new Promise((r) => setTimeout(r, 500));
     const before = procStat(bridge.child.pid!).rssBytes;
-    await once(clients.stdout!, 'data');
+    // the clients report 'open', or die: never wait on a dead child
+    await Promise.race([once(clients.stdout!, 'data'), once(clients, 'exit').then(() => {
+      throw new Error('bench: the client process holding the connections exited early');
+    })]);
     while (accepted.length < n) await new Promise((r) => setTimeout(r, 50));
     await new Promise((r) => setTimeout(r, 1000));
     const after = procStat(bridge.child.pid!).rssBytes;
     return { connections_open: n, tracked_ends: 2 * n, rss_before_mb: +(before / 2 ** 20).toFixed(1), rss_after_mb: +(after / 2 ** 20).toFixed(1),
       bytes_per_tracked_end: Math.round((after - before) / (2 * n)) };
   } finally {
-    clients.stdin!.end();
-    await once(clients, 'exit');
+    if (clients.exitCode === null) {
+      clients.stdin!.end();
+      await once(clients, 'exit');
+    }
     for (const s of accepted) s.destroy();
     server.close();
     await stopBridge(bridge);

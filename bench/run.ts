@@ -136,7 +136,18 @@ function decodeCost(): number {
   return ns;
 }
 
+/** Another tcpspan's programs would run on every event too and inflate every figure. */
+function refuseIfAttached(): void {
+  const progs = JSON.parse(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8' })) as { id: number; name?: string }[];
+  const ours = progs.filter((p) => p.name === 'handle_set_state');
+  if (ours.length) {
+    throw new Error(`another tcpspan is attached (BPF program ids ${ours.map((p) => p.id).join(', ')}): stop it first, ` +
+      'its programs would add to every figure');
+  }
+}
+
 async function main(): Promise<void> {
+  refuseIfAttached();
   await buildLoadgens();
   const port = 46000 + (process.pid % 1000);
   console.log(`tcpspan benchmark: ${SECONDS} s runs; generator (client and server) on CPU 0, tcpspan on CPU 1\n`);
