@@ -1,36 +1,28 @@
 // The bridge end to end (tcpspan run -> OTLP gRPC -> a local receiver), its memory per tracked
 // connection, and the export path's ceiling. Part of npm run bench; prints figures, asserts nothing.
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { runConnload } from './loadgen.js';
 import { startCountingReceiver } from './counting-receiver.js';
+import { spawnUntilReady, type ReadyProcess } from '../test/support/ready-process.js';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const CLK_TCK = 100;
 
-interface Bridge { child: ChildProcess; stderr(): string }
+type Bridge = ReadyProcess;
 
-async function startBridge(args: string[], env: Record<string, string>): Promise<Bridge> {
-  const child = spawn('taskset', ['-c', '1', process.execPath, MAIN, 'run', ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env['PATH'] ?? '', ...env },
+function startBridge(args: string[], env: Record<string, string>): Promise<Bridge> {
+  return spawnUntilReady('taskset', ['-c', '1', process.execPath, MAIN, 'run', ...args], {
+    ready: 'running:', stdout: 'ignore', env: { PATH: process.env['PATH'] ?? '', ...env },
   });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const deadline = Date.now() + 15_000;
-  while (!err.includes('running:')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`bench: tcpspan run did not start: ${err}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return { child, stderr: () => err };
 }
 
 async function stopBridge(b: Bridge): Promise<string> {
-  b.child.kill('SIGTERM');
-  await once(b.child, 'exit');
+  await b.stop();
   return b.stderr().trim().split('\n').pop() ?? '';
 }
 

@@ -4,42 +4,28 @@
 // CPU 1, so the generator's rate shows what capture costs the traced workload
 // and tcpspan's own CPU is measured apart. Runs alternate without/with tcpspan
 // to cancel drift. BENCH_SECONDS sets the length of each run (default 8).
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { openSync, readFileSync, writeFileSync, mkdirSync, closeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { buildLoadgens, runBulkload, runConnload, type ConnloadResult } from './loadgen.js';
 import { decodeEvent, newKernelEvent, recordMemory } from '../src/decode/event.js';
 import { EVENT_LAYOUT } from '../src/decode/wire-layout.js';
 import { endToEnd, exportPathCeiling, memoryPerConnection } from './bridge-bench.js';
+import { spawnUntilReady, type ReadyProcess } from '../test/support/ready-process.js';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 8);
 const CLK_TCK = 100;
 
-interface EventsRun {
-  child: ChildProcess;
-  stderr: () => string;
-}
+type EventsRun = ReadyProcess;
 
-async function startEvents(args: string[]): Promise<EventsRun> {
-  const devnull = openSync('/dev/null', 'w');
-  const child = spawn('taskset', ['-c', '1', process.execPath, MAIN, 'events', ...args], { stdio: ['ignore', devnull, 'pipe'] });
-  closeSync(devnull);
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const deadline = Date.now() + 15_000;
-  while (!err.includes('capturing')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`bench: tcpspan events did not start: ${err}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return { child, stderr: () => err };
+function startEvents(args: string[]): Promise<EventsRun> {
+  return spawnUntilReady('taskset', ['-c', '1', process.execPath, MAIN, 'events', ...args], { ready: 'capturing', stdout: 'ignore' });
 }
 
 async function stopEvents(run: EventsRun): Promise<{ submitted: number; received: number; lost: { ringbuf_full: number; in_transit: number } }> {
-  run.child.kill('SIGINT');
-  await once(run.child, 'exit');
+  await run.stop('SIGINT');
   const last = run.stderr().trim().split('\n').pop() ?? '';
   return JSON.parse(last).tcpspan_events_summary;
 }
@@ -69,10 +55,11 @@ async function connectionRate(port: number, placement: Placement) {
   const traced: ConnloadResult[] = [];
   const runs: { events: number; lost: number; inTransit: number; cpuMs: number; connections: number; seconds: number }[] = [];
   for (let round = 0; round < 2; round++) {
-    base.push(await runConnload({ port, seconds: SECONDS, cpu: placement.cpu, serverCpu: placement.serverCpu }));
-    const ev = await startEvents(['--port', String(port)]);
+    // a port per run: a generator's forked server may still be exiting when the next one binds
+    base.push(await runConnload({ port: port + 10 + round, seconds: SECONDS, cpu: placement.cpu, serverCpu: placement.serverCpu }));
+    const ev = await startEvents(['--port', String(port + 20 + round)]);
     const cpu0 = cpuMs(nodePid(ev));
-    const r = await runConnload({ port, seconds: SECONDS, cpu: placement.cpu, serverCpu: placement.serverCpu });
+    const r = await runConnload({ port: port + 20 + round, seconds: SECONDS, cpu: placement.cpu, serverCpu: placement.serverCpu });
     const cpu1 = cpuMs(nodePid(ev));
     const summary = await stopEvents(ev);
     traced.push(r);
@@ -85,9 +72,9 @@ async function bulkRate(port: number) {
   const base: number[] = [];
   const traced: number[] = [];
   for (let round = 0; round < 2; round++) {
-    base.push((await runBulkload({ port, seconds: Math.min(SECONDS, 5), cpu: 0, serverCpu: 0 })).gbit_per_s);
+    base.push((await runBulkload({ port: port + 30 + round, seconds: Math.min(SECONDS, 5), cpu: 0, serverCpu: 0 })).gbit_per_s);
     const ev = await startEvents([]); // no filter: tcp_probe runs for every received segment
-    traced.push((await runBulkload({ port, seconds: Math.min(SECONDS, 5), cpu: 0, serverCpu: 0 })).gbit_per_s);
+    traced.push((await runBulkload({ port: port + 40 + round, seconds: Math.min(SECONDS, 5), cpu: 0, serverCpu: 0 })).gbit_per_s);
     await stopEvents(ev);
   }
   return { base, traced };
@@ -161,13 +148,13 @@ async function main(): Promise<void> {
   const cpu = conn.runs.reduce((s, r) => s + r.cpuMs, 0);
   const seconds = conn.runs.reduce((s, r) => s + r.seconds, 0);
 
-  const bulk = await bulkRate(port + 1);
+  const bulk = await bulkRate(port);
   const bulkBase = median(bulk.base);
   const bulkTraced = median(bulk.traced);
-  const progs = await programCost(port + 2);
+  const progs = await programCost(port + 50);
   const decodeNs = decodeCost();
-  const e2e = await endToEnd(port + 3, SECONDS);
-  const memory = await memoryPerConnection(port + 4, 10_000);
+  const e2e = await endToEnd(port + 60, SECONDS);
+  const memory = await memoryPerConnection(port + 70, 10_000);
   const ceiling = exportPathCeiling(200_000);
 
   const results = {

@@ -1,23 +1,15 @@
 // The `tcpspan events` command as a user runs it: a process, JSON lines, a summary on exit.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { runClient, startServer } from './support/tcp.js';
+import { spawnUntilReady, type ReadyProcess } from './support/ready-process.js';
 
 const MAIN = path.resolve(__dirname, '..', 'src', 'cli', 'main.js');
 
-async function startEvents(args: string[]): Promise<{ child: ChildProcess; stdout: () => string; stderr: () => string }> {
-  const child = spawn(process.execPath, [MAIN, 'events', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '', err = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const deadline = Date.now() + 10_000;
-  while (!err.includes('capturing')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`tcpspan events did not start: ${err}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return { child, stdout: () => out, stderr: () => err };
+function startEvents(args: string[]): Promise<ReadyProcess> {
+  return spawnUntilReady(process.execPath, [MAIN, 'events', ...args], { ready: 'capturing' });
 }
 
 describe('tcpspan events', () => {
@@ -26,8 +18,7 @@ describe('tcpspan events', () => {
     const ev = await startEvents(['--port', String(server.port)]);
     const client = await runClient('127.0.0.1', server.port, { send: 4, expect: 2 });
     await new Promise((r) => setTimeout(r, 200));
-    ev.child.kill('SIGINT');
-    const [code] = (await once(ev.child, 'exit')) as [number];
+    const code = await ev.stop('SIGINT');
     await server.close();
     assert.equal(code, 0);
     const lines = ev.stdout().trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);

@@ -1,6 +1,6 @@
 // `tcpspan run` as users run it: a process, real connections, a real OTLP gRPC receiver.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -9,37 +9,17 @@ import path from 'node:path';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
 import { LOOPBACK, startServer, type Family, type TestServer } from './support/tcp.js';
 import { ownNetns } from './support/capture-session.js';
+import { spawnUntilReady, type ReadyProcess } from './support/ready-process.js';
 
 const MAIN = path.resolve(__dirname, '..', 'src', 'cli', 'main.js');
 
-interface RunProcess {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  stop(): Promise<number>;
-}
+type RunProcess = ReadyProcess;
 
-async function startRun(args: string[], env: Record<string, string> = {}): Promise<RunProcess> {
-  const child = spawn(process.execPath, [MAIN, 'run', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+function startRun(args: string[], env: Record<string, string> = {}): Promise<RunProcess> {
+  return spawnUntilReady(process.execPath, [MAIN, 'run', ...args], {
+    ready: 'running:',
     env: { PATH: process.env['PATH'] ?? '', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_METRIC_EXPORT_INTERVAL: '500', ...env },
   });
-  let out = '', err = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const deadline = Date.now() + 15_000;
-  while (!err.includes('running:')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`tcpspan run did not start: ${err}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return {
-    child, stdout: () => out, stderr: () => err,
-    async stop() {
-      child.kill('SIGTERM');
-      const [code] = (await once(child, 'exit')) as [number];
-      return code;
-    },
-  };
 }
 
 /** n sequential connections from this process: send 5 bytes, read 3, close. Returns the client ports. */
