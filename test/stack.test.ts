@@ -4,12 +4,13 @@
 // tcpspan's metrics become in Prometheus, and the compose service's exact configuration
 // (environment, user, capabilities, no host PID namespace) really runs tcpspan.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { spawnUntilReady } from './support/ready-process.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedMetric } from './support/otlp-receiver.js';
 import { startServer, type TestServer } from './support/tcp.js';
 
@@ -542,22 +543,13 @@ async function startAsCompose(env: Record<string, string>): Promise<Contained> {
   assert.ok(unshare && setpriv, 'util-linux unshare and setpriv are needed (scripts/setup installs util-linux)');
   const [uid, gid] = String(svc['user']).split(':');
   const caps = (svc['cap_add'] as string[]).map((c) => `+${c.toLowerCase()}`).join(',');
-  const child = spawn(unshare, ['--pid', '--fork', '--mount-proc', '--kill-child',
+  const p = await spawnUntilReady(unshare, ['--pid', '--fork', '--mount-proc', '--kill-child',
     setpriv, `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups',
     `--inh-caps=-all,${caps}`, `--ambient-caps=-all,${caps}`, `--bounding-set=-all,${caps}`,
-    process.execPath, MAIN, 'run'], { stdio: ['ignore', 'ignore', 'pipe'], env });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const deadline = Date.now() + 20_000;
-  while (!err.includes('running:')) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`tcpspan run (as the compose service) did not start: ${err}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
+    process.execPath, MAIN, 'run'], { ready: 'running:', env, stdout: 'ignore', timeoutMs: 20_000 });
+  const child = p.child;
   return {
-    child, stderr: () => err,
+    child, stderr: p.stderr,
     async stop() {
       if (child.exitCode !== null) return child.exitCode;
       const exited = once(child, 'exit');

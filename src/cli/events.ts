@@ -1,6 +1,7 @@
 // `tcpspan events`: decoded kernel events as JSON lines on stdout, loss counters on stderr at the end.
 import { parseArgs } from 'node:util';
 import { openCapture, type Capture } from '../capture/probes.js';
+import { DEFAULT_RING_BYTES, isValidRingBytes, MAX_RING_BYTES, MIN_RING_BYTES } from '../capture/ring-size.js';
 import { buildFilter } from '../capture/filter.js';
 import { createRingPoller } from '../capture/ring-poller.js';
 import { decodeEvent, newKernelEvent, type RecordMemory } from '../decode/event.js';
@@ -14,9 +15,6 @@ export const EVENTS_USAGE = `usage: tcpspan events [--port N]... [--addr CIDR]..
   --addr CIDR     only connections with an address in CIDR at either end (repeatable, at most 16)
   --netns INODE   only this network namespace (inode, as in \`ls -Li /proc/PID/ns/net\`)
   --ring-bytes N  ring buffer size (power of two; default 33554432: about 1 s of events at 200k/s)`;
-
-/** Room for the consumer's slow first second (cold JIT) at full connection rate. */
-export const DEFAULT_RING_BYTES = 32 << 20;
 
 export interface EventsSummary {
   submitted: number;
@@ -70,8 +68,8 @@ function parseNetns(text: string | undefined): number {
 
 export function parseRingBytes(text: string): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 4096 || (n & (n - 1)) !== 0 || n > 2 ** 30) {
-    throw new UsageError(`invalid --ring-bytes '${text}': expected a power of two from 4096 to 1073741824`);
+  if (!isValidRingBytes(n)) {
+    throw new UsageError(`invalid --ring-bytes '${text}': expected a power of two from ${MIN_RING_BYTES} to ${MAX_RING_BYTES}`);
   }
   return n;
 }

@@ -66,11 +66,7 @@ async function runBridge(cfg: TcpspanConfig): Promise<number> {
     metricIntervalMs: x.metricIntervalMs,
     exportTimeoutMs: x.batch.exportTimeoutMs,
   });
-  const queue = {
-    maxQueueSize: x.batch.maxQueueSize, maxExportBatchSize: x.batch.maxExportBatchSize,
-    scheduledDelayMs: x.batch.scheduledDelayMs, exportTimeoutMs: x.batch.exportTimeoutMs,
-    maxRetries: x.batch.maxRetries, retryInitialDelayMs: x.batch.retryInitialDelayMs,
-  };
+  const queue = x.batch; // export.batch.* are the queue's options, key for key
   const sinks: SpanSink[] = [];
   if (tracesMode === 'otlp') {
     const exporter = new OTLPTraceExporter({ url: x.tracesEndpoint, timeoutMillis: x.batch.exportTimeoutMs });

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import { parseCidr } from '../capture/filter.js';
+import { DEFAULT_RING_BYTES, MAX_RING_BYTES, MIN_RING_BYTES } from '../capture/ring-size.js';
 import { MAX_CIDRS, MAX_PORTS } from '../decode/wire-layout.js';
 
 export interface TcpspanConfig {
@@ -160,7 +161,7 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
   capture: {
     ringBufferBytes: {
       doc: 'Size of the kernel-to-user ring buffer in bytes; when it is full, events are lost (and counted).',
-      format: 'tcpspan-power-of-two', default: 33554432, min: 4096, max: 2 ** 30, env: 'TCPSPAN_RING_BUFFER_BYTES',
+      format: 'tcpspan-power-of-two', default: DEFAULT_RING_BYTES, min: MIN_RING_BYTES, max: MAX_RING_BYTES, env: 'TCPSPAN_RING_BUFFER_BYTES',
     },
     synTiming: { doc: 'Record when a SYN reaches a listener (sock_ops on a cgroup v2 hierarchy), so server spans start at the SYN, not at SYN_RECV.', format: 'tcpspan-boolean', default: true },
     cgroupPath: { doc: "cgroup v2 directory the SYN timing program attaches to ('': the mounted cgroup v2 root).", format: 'tcpspan-string', default: '' },

@@ -73,8 +73,9 @@ export function createBridgeMetrics(meter: Meter, health: HealthSources): Bridge
     record(rec) {
       try {
         const attrs = { 'tcp.connection.kind': rec.kind, 'network.type': rec.family };
-        duration.record(Math.max(0, rec.endNs - rec.startNs) / 1e9, { ...attrs, 'tcp.close.reason': rec.closeReason });
-        closed.add(1, { ...attrs, 'tcp.close.reason': rec.closeReason });
+        const withReason = { ...attrs, 'tcp.close.reason': rec.closeReason };
+        duration.record(Math.max(0, rec.endNs - rec.startNs) / 1e9, withReason);
+        closed.add(1, withReason);
         if (rec.handshakeNs !== undefined) handshake.record(rec.handshakeNs / 1e9, attrs);
         if (rec.rtt) rtt.record(rec.rtt.avgUs / 1e6, attrs);
         if (rec.retransmits) retransmits.add(rec.retransmits, attrs);

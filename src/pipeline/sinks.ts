@@ -16,10 +16,10 @@ export function createConsoleSink(write: (text: string) => void): SpanSink {
   let headerDone = false;
   return {
     name: 'console',
-    accept(_rec, span) {
+    accept(rec, span) {
       try {
         if (!headerDone) { write(`${CONSOLE_HEADER}\n`); headerDone = true; }
-        write(`${formatConsoleLine(_rec, Number(span.endTimeUnixNano / 1_000_000n))}\n`);
+        write(`${formatConsoleLine(rec, Number(span.endTimeUnixNano / 1_000_000n))}\n`);
         printed++;
       } catch {
         failed++;
