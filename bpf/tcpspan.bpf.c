@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * tcpspan kernel side: TCP lifecycle events from tracepoints (BTF-typed, so
- * they attach without tracefs), summarised per socket in the kernel.
+ * tcpspan kernel side: each TCP connection end's life is kept in socket
+ * storage and sent whole, as one record, when the end closes (and once when it
+ * is established, so user space knows what is open). Rare events (retransmits,
+ * resets, errors) are records of their own. All hooks are BTF tracepoints, so
+ * they attach without tracefs.
  *
  * Programs:
- *   tp_btf/inet_sock_set_state   every state transition (both ends)
- *   tp_btf/tcp_retransmit_skb    every retransmitted segment
- *   tp_btf/tcp_retransmit_synack every retransmitted SYN-ACK
- *   tp_btf/tcp_probe             receive path: RTT and byte summary per socket, no record
- *   tp_btf/tcp_receive_reset     RST received
- *   tp_btf/tcp_send_reset        RST sent
- *   tp_btf/inet_sk_error_report  socket errors (ECONNREFUSED, ETIMEDOUT, ...)
- *   sockops                      when a SYN reached a listener (no tracepoint reports it)
+ *   tp_btf/inet_sock_set_state   every state transition: kept; OPEN and CLOSE records
+ *   tp_btf/tcp_retransmit_skb    every retransmitted segment: counted, and a record
+ *   tp_btf/tcp_retransmit_synack every retransmitted SYN-ACK: a record
+ *   tp_btf/tcp_probe             receive path: RTT summary per socket, no record
+ *   tp_btf/tcp_receive_reset     RST received: a record
+ *   tp_btf/tcp_send_reset        RST sent: a record
+ *   tp_btf/inet_sk_error_report  socket errors (ECONNREFUSED, ETIMEDOUT, ...): a record
+ *   sockops                      when a SYN reached a listener (optional: capture.synTiming)
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -26,6 +29,7 @@
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 
+/* GPL-compatible, as bpf_probe_read_kernel requires; the SPDX line above is the license. */
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Filters, fixed before load: the kernel drops what nobody asked for. */
@@ -33,6 +37,7 @@ const volatile struct tcpspan_filter tcpspan_filter = {};
 
 /* Keep the wire structs in BTF so user space can check its layout against them. */
 const struct tcpspan_event *unused_event __attribute__((unused));
+const struct tcpspan_conn *unused_conn __attribute__((unused));
 const struct tcpspan_counters *unused_counters __attribute__((unused));
 
 struct {
@@ -40,28 +45,16 @@ struct {
 	__uint(max_entries, 8 << 20); /* resized by the loader */
 } events SEC(".maps");
 
-/* Per-socket summary. */
+/* A connection end's life: the record it becomes, and what only the kernel needs. */
 struct sock_info {
-	__u64 syn_ns;
-	__u64 rx_bytes;
-	__u64 rtt_sum_us;
-	__u32 rtt_count;
-	__u32 rtt_min_us;
-	__u32 rtt_max_us;
-	__u32 rx_segs;
-	__u32 pid;
-	__u16 flags;
-	/* the kernel clears the ports at CLOSE (unhash) and in tcp_disconnect(); keep the tuple stable */
-	__u16 lport;
-	__u16 rport;
-	__u16 _pad[3];
-	char comm[TCPSPAN_COMM_LEN];
+	struct tcpspan_conn c;
+	__u32 closed;          /* CLOSE was sent: later events belong to no life until the next start */
+	__u32 _pad;
 };
 
 /*
  * Socket-local storage: found from the socket in one step, freed with the
- * socket, so events after CLOSE (an abortive close's RST, an error report)
- * still find it and no map can fill up with closed sockets.
+ * socket, so no map can fill up with closed sockets.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -217,133 +210,98 @@ static __always_inline bool is_tcp_inet(const struct sock *sk)
 	return sk->sk_protocol == IPPROTO_TCP && (family == AF_INET || family == AF_INET6);
 }
 
+static __always_inline void set_tuple(struct tcpspan_conn *c, const struct tuple *t)
+{
+	c->family = t->family;
+	c->lport = t->lport;
+	c->rport = t->rport;
+	__builtin_memcpy(c->laddr, t->laddr, 16);
+	__builtin_memcpy(c->raddr, t->raddr, 16);
+}
+
 /*
- * The socket's summary, created on first sight when the filters accept it and
- * `create` is set. *filtered is set when the filters refuse it.
+ * Refreshes the tuple while the kernel still has it: a client's port is chosen
+ * after SYN_SENT, and the kernel clears the ports at unhash and in tcp_disconnect().
  */
-static __always_inline struct sock_info *track(const struct sock *sk, const struct tuple *t,
-					       __u32 netns, bool create, bool *filtered)
+static __always_inline void refresh_tuple(struct tcpspan_conn *c, const struct sock *sk)
+{
+	struct tuple t = {};
+
+	tuple_of(&sk->__sk_common, &t);
+	if (t.lport && t.rport)
+		set_tuple(c, &t);
+}
+
+/*
+ * The socket's life, created on first sight when the filters accept it. NULL
+ * when filtered out or when there is no memory for it (counted).
+ */
+static __always_inline struct sock_info *track(const struct sock *sk, __u64 now)
 {
 	struct sock_info *si = bpf_sk_storage_get(&socks, (void *)sk, NULL, 0);
+	struct tuple t = {};
+	__u32 netns;
 
-	*filtered = false;
 	if (si)
 		return si;
-	if (!wanted(t, netns)) {
-		*filtered = true;
-		return NULL;
-	}
-	if (!create)
+	tuple_of(&sk->__sk_common, &t);
+	netns = netns_of(&sk->__sk_common);
+	if (!wanted(&t, netns))
 		return NULL;
 	si = bpf_sk_storage_get(&socks, (void *)sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!si)
+	if (!si) {
 		count(TCPSPAN_C_SOCK_MAP_FULL);
+		return NULL;
+	}
+	si->c.cookie = bpf_get_socket_cookie((void *)sk);
+	si->c.netns = netns;
+	si->c.start_ns = now;
+	set_tuple(&si->c, &t);
 	return si;
 }
 
-static __always_inline struct tcpspan_event *reserve(void)
+/* A new life on a socket seen before (connect after a failed connect or a disconnect). */
+static __always_inline void restart(struct sock_info *si, const struct sock *sk, __u64 now)
 {
-	/* reserve a record in the ring; a full ring is counted, never silent */
-	struct tcpspan_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	__u64 cookie = si->c.cookie;
+	__u32 netns = si->c.netns;
 
-	if (!e) {
-		count(TCPSPAN_C_RINGBUF_FULL);
-		return NULL;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	return e;
+	__builtin_memset(si, 0, sizeof(*si));
+	si->c.cookie = cookie;
+	si->c.netns = netns;
+	si->c.start_ns = now;
+	refresh_tuple(&si->c, sk);
 }
 
-static __always_inline void submit(struct tcpspan_event *e)
-{
-	bpf_ringbuf_submit(e, 0);
-	count(TCPSPAN_C_SUBMITTED);
-}
-
-static __always_inline void fill_common(struct tcpspan_event *e, __u8 kind, __u64 cookie,
-					const struct tuple *t, __u32 netns)
-{
-	e->ts_ns = bpf_ktime_get_ns();
-	e->kind = kind;
-	e->cookie = cookie;
-	e->netns = netns;
-	e->family = t->family;
-	e->lport = t->lport;
-	e->rport = t->rport;
-	__builtin_memcpy(e->laddr, t->laddr, 16);
-	__builtin_memcpy(e->raddr, t->raddr, 16);
-}
-
-static __always_inline void fill_info(struct tcpspan_event *e, const struct sock_info *si)
-{
-	if (!si) {
-		e->flags |= TCPSPAN_F_UNTRACKED;
-		return;
-	}
-	e->syn_ns = si->syn_ns;
-	e->rx_bytes = si->rx_bytes;
-	e->rtt_sum_us = si->rtt_sum_us;
-	e->rtt_count = si->rtt_count;
-	e->rtt_min_us = si->rtt_min_us;
-	e->rtt_max_us = si->rtt_max_us;
-	e->rx_segs = si->rx_segs;
-	if (si->flags & TCPSPAN_F_PID) {
-		e->flags |= TCPSPAN_F_PID;
-		e->pid = si->pid;
-		__builtin_memcpy(e->comm, si->comm, TCPSPAN_COMM_LEN);
-	}
-}
-
-static __always_inline void fill_stats(struct tcpspan_event *e, const struct sock *sk, int newstate)
+static __always_inline void take_stats(struct tcpspan_conn *c, const struct sock *sk)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 
 	if (!tp)
 		return;
-	e->flags |= TCPSPAN_F_STATS;
-	e->bytes_acked = tp->bytes_acked;
-	e->bytes_received = tp->bytes_received;
-	e->segs_in = tp->segs_in;
-	e->segs_out = tp->segs_out;
-	e->total_retrans = tp->total_retrans;
-	e->srtt_us = tp->srtt_us >> 3;
-	if (newstate == TCP_ESTABLISHED) {
-		/* both ends see the same pair: the basis of a shared trace id */
-		e->flags |= TCPSPAN_F_ISN;
-		e->isn_local = tp->snd_una - 1;
-		e->isn_peer = tp->rcv_nxt - 1;
-	}
+	c->flags |= TCPSPAN_F_STATS;
+	c->bytes_acked = tp->bytes_acked;
+	c->bytes_received = tp->bytes_received;
+	c->segs_in = tp->segs_in;
+	c->segs_out = tp->segs_out;
+	c->total_retrans = tp->total_retrans;
+	c->srtt_us = tp->srtt_us >> 3;
 }
 
-static __always_inline void take_task(struct sock_info *si, int newstate)
+static __always_inline void take_task(struct tcpspan_conn *c, int newstate)
 {
 	struct task_struct *task;
 
-	if (!si || (si->flags & TCPSPAN_F_PID) || !syscall_transition(newstate))
+	if ((c->flags & TCPSPAN_F_PID) || !syscall_transition(newstate))
 		return;
-	si->pid = bpf_get_current_pid_tgid() >> 32;
+	c->pid = bpf_get_current_pid_tgid() >> 32;
 	/*
 	 * The executable's name, as process.executable.name defines it: a
 	 * thread's comm can be renamed (Node calls its main thread "MainThread").
 	 */
 	task = bpf_get_current_task_btf();
-	bpf_probe_read_kernel_str(si->comm, sizeof(si->comm), task->mm->exe_file->f_path.dentry->d_name.name);
-	si->flags |= TCPSPAN_F_PID;
-}
-
-/* Keeps the tuple stable for the socket's whole life. */
-static __always_inline void remember_port(struct sock_info *si, struct tuple *t)
-{
-	if (!si)
-		return;
-	if (t->lport)
-		si->lport = t->lport;
-	else
-		t->lport = si->lport;
-	if (t->rport)
-		si->rport = t->rport;
-	else
-		t->rport = si->rport;
+	bpf_probe_read_kernel_str(c->comm, sizeof(c->comm), task->mm->exe_file->f_path.dentry->d_name.name);
+	c->flags |= TCPSPAN_F_PID;
 }
 
 static __always_inline void syn_key_of(struct syn_key *k, const struct tuple *t, __u64 netns_cookie)
@@ -356,15 +314,66 @@ static __always_inline void syn_key_of(struct syn_key *k, const struct tuple *t,
 	k->family = t->family;
 }
 
+/* A passive open: the SYN arrived before this socket existed. */
+static __always_inline void syn_from_sockops(struct tcpspan_conn *c, const struct sock *sk)
+{
+	struct syn_key k = {};
+	struct tuple t = {};
+	__u64 *syn_ns;
+
+	tuple_of(&sk->__sk_common, &t);
+	syn_key_of(&k, &t, sk->__sk_common.skc_net.net->net_cookie);
+	syn_ns = bpf_map_lookup_elem(&syn_times, &k);
+	if (!syn_ns)
+		return;
+	if (*syn_ns && *syn_ns <= c->start_ns) {
+		c->start_ns = *syn_ns;
+		c->flags |= TCPSPAN_F_SYN_SOCKOPS;
+	}
+	bpf_map_delete_elem(&syn_times, &k);
+}
+
+/*
+ * Without sock_ops: the handshake's last ACK gave the child its first RTT sample,
+ * measured from the SYN-ACK (tcp_synack_rtt_meas). The SYN came just before that
+ * SYN-ACK was sent, so ESTABLISHED minus the sample is the start, later than the
+ * SYN by the kernel's SYN processing time.
+ */
+static __always_inline void syn_from_rtt(struct tcpspan_conn *c, __u64 now)
+{
+	__u64 rtt_ns = (__u64)c->srtt_us * 1000;
+
+	if (!c->srtt_us || rtt_ns >= now || now - rtt_ns >= c->start_ns)
+		return;
+	c->start_ns = now - rtt_ns;
+	c->flags |= TCPSPAN_F_SYN_RTT;
+}
+
+static __always_inline void emit_conn(struct sock_info *si, __u8 kind, __u64 now)
+{
+	/* reserve a record in the ring; a full ring is counted, and flagged on the life */
+	struct tcpspan_conn *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(TCPSPAN_C_RINGBUF_FULL);
+		si->c.flags |= TCPSPAN_F_LOST;
+		return;
+	}
+	__builtin_memcpy(e, &si->c, sizeof(*e));
+	e->ts_ns = now;
+	e->kind = kind;
+	bpf_ringbuf_submit(e, 0);
+	count(TCPSPAN_C_SUBMITTED);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {
-	struct tcpspan_event *e;
 	struct sock_info *si;
-	struct tuple t = {};
-	bool filtered;
-	__u64 cookie;
-	__u32 netns;
+	struct tcpspan_conn *c;
+	bool start;
+	__u64 now;
+	__u8 n;
 
 	if (!is_tcp_inet(sk))
 		return 0;
@@ -372,40 +381,89 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE))
 		return 0;
 
-	tuple_of(&sk->__sk_common, &t);
-	netns = netns_of(&sk->__sk_common);
-	cookie = bpf_get_socket_cookie((void *)sk);
-	si = track(sk, &t, netns, newstate != TCP_CLOSE, &filtered);
-	if (filtered)
+	now = bpf_ktime_get_ns();
+	si = track(sk, now);
+	if (!si)
 		return 0;
+	c = &si->c;
+	start = (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) ||
+		(oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV);
+	if (start && (c->n_trans || si->closed))
+		restart(si, sk, now);
+	else if (si->closed)
+		return 0; /* nothing after CLOSE until a new start */
 
-	if (si && oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
-		/* a passive open: the SYN arrived before this socket existed */
-		struct syn_key k = {};
-		__u64 *syn_ns;
-
-		syn_key_of(&k, &t, sk->__sk_common.skc_net.net->net_cookie);
-		syn_ns = bpf_map_lookup_elem(&syn_times, &k);
-		if (syn_ns) {
-			si->syn_ns = *syn_ns;
-			bpf_map_delete_elem(&syn_times, &k);
-		}
+	n = c->n_trans;
+	if (n == 0)
+		c->first_oldstate = oldstate;
+	if (n < TCPSPAN_MAX_TRANSITIONS) {
+		c->trans_ns[n & (TCPSPAN_MAX_TRANSITIONS - 1)] = now;
+		c->trans_state[n & (TCPSPAN_MAX_TRANSITIONS - 1)] = newstate;
 	}
-	take_task(si, newstate);
-	remember_port(si, &t);
+	if (n < 255)
+		c->n_trans = n + 1;
+	c->state = newstate;
+	take_task(c, newstate);
 
-	e = reserve();
-	if (e) {
-		fill_common(e, TCPSPAN_EV_STATE, cookie, &t, netns);
-		e->oldstate = oldstate;
-		e->state = newstate;
-		fill_info(e, si);
-		fill_stats(e, sk, newstate);
-		if (newstate == TCP_CLOSE)
-			e->error = sk->sk_err;
-		submit(e);
+	if (newstate == TCP_ESTABLISHED) {
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+
+		refresh_tuple(c, sk);
+		take_stats(c, sk);
+		if (tp) {
+			/* both ends see the same pair: the basis of a shared trace id */
+			c->flags |= TCPSPAN_F_ISN;
+			c->isn_local = tp->snd_una - 1;
+			c->isn_peer = tp->rcv_nxt - 1;
+		}
+		if (c->first_oldstate == TCP_LISTEN && c->trans_state[0] == TCP_SYN_RECV) {
+			if (tcpspan_filter.syn_sockops)
+				syn_from_sockops(c, sk);
+			if (!(c->flags & TCPSPAN_F_SYN_SOCKOPS))
+				syn_from_rtt(c, now);
+		}
+		emit_conn(si, TCPSPAN_EV_OPEN, now);
+	} else if (newstate == TCP_CLOSE || newstate == TCP_TIME_WAIT) {
+		/* TIME_WAIT: older kernels may report it for the full socket; the end is the same */
+		refresh_tuple(c, sk);
+		take_stats(c, sk);
+		c->error = sk->sk_err;
+		/* tcp_fin() sets SOCK_DONE before FIN_WAIT2 hands over to timewait: tells it from an orphan's early handover */
+		if (sk->__sk_common.skc_flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))
+			c->flags |= TCPSPAN_F_PEER_FIN;
+		emit_conn(si, TCPSPAN_EV_CLOSE, now);
+		si->closed = 1;
 	}
 	return 0;
+}
+
+static __always_inline struct tcpspan_event *reserve_event(void)
+{
+	struct tcpspan_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(TCPSPAN_C_RINGBUF_FULL);
+		return NULL;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	return e;
+}
+
+static __always_inline void submit_event(struct tcpspan_event *e)
+{
+	bpf_ringbuf_submit(e, 0);
+	count(TCPSPAN_C_SUBMITTED);
+}
+
+static __always_inline void event_tuple(struct tcpspan_event *e, const struct tuple *t, __u32 netns)
+{
+	e->netns = netns;
+	e->family = t->family;
+	e->lport = t->lport;
+	e->rport = t->rport;
+	__builtin_memcpy(e->laddr, t->laddr, 16);
+	__builtin_memcpy(e->raddr, t->raddr, 16);
 }
 
 /* An event with no socket of its own (cookie 0): filter on its tuple, emit one record. */
@@ -416,62 +474,115 @@ static __always_inline void tuple_event(__u8 kind, const struct tuple *t, __u32 
 
 	if (!wanted(t, netns))
 		return;
-	e = reserve();
+	e = reserve_event();
 	if (!e)
 		return;
-	fill_common(e, kind, 0, t, netns);
+	event_tuple(e, t, netns);
+	e->kind = kind;
 	e->state = state;
 	e->tcp_flags = tcp_flags;
+	e->flags = TCPSPAN_F_UNTRACKED;
 	if (kind == TCPSPAN_EV_SYNACK_RETRANSMIT)
 		e->segs = 1;
-	submit(e);
+	submit_event(e);
 }
 
-/* Events about an existing socket: look it up, apply the filters, emit one record. */
-static __always_inline struct tcpspan_event *socket_event(const struct sock *sk, __u8 kind)
+static __always_inline __u8 life_of(const struct tcpspan_conn *c)
+{
+	if (!c->n_trans)
+		return TCPSPAN_LIFE_MIDWAY;
+	if (c->first_oldstate == TCP_CLOSE && c->trans_state[0] == TCP_SYN_SENT)
+		return TCPSPAN_LIFE_CLIENT;
+	if (c->first_oldstate == TCP_LISTEN && c->trans_state[0] == TCP_SYN_RECV)
+		return TCPSPAN_LIFE_SERVER;
+	return TCPSPAN_LIFE_MIDWAY;
+}
+
+/*
+ * An event about an existing socket. A full socket gets (or already has) a life,
+ * so its counts are exact even when the record is lost; a timewait socket has
+ * none and is filtered on its tuple. NULL: filtered out, or the ring is full.
+ */
+static __always_inline struct tcpspan_event *socket_event(const struct sock *sk, __u8 kind,
+							  struct sock_info **sip)
 {
 	struct tcpspan_event *e;
-	struct sock_info *si;
+	struct sock_info *si = NULL;
+	__u8 state = sk->__sk_common.skc_state;
 	struct tuple t = {};
-	bool filtered;
-	__u64 cookie;
 	__u32 netns;
-	__u8 state;
 
 	tuple_of(&sk->__sk_common, &t);
 	netns = netns_of(&sk->__sk_common);
-	state = sk->__sk_common.skc_state;
-	cookie = bpf_get_socket_cookie((void *)sk);
-	si = track(sk, &t, netns, false, &filtered);
-	if (filtered)
+	if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV) {
+		si = track(sk, bpf_ktime_get_ns());
+		if (!si)
+			return NULL; /* filtered out, or no memory (counted) */
+		if (!t.lport || !t.rport) {
+			/* cleared at unhash or disconnect: the life remembers them */
+			__builtin_memcpy(t.laddr, si->c.laddr, 16);
+			__builtin_memcpy(t.raddr, si->c.raddr, 16);
+			t.lport = si->c.lport;
+			t.rport = si->c.rport;
+		}
+		if (si->closed)
+			si = NULL; /* a trailing event of a closed life */
+	} else if (!wanted(&t, netns)) {
 		return NULL;
-	remember_port(si, &t);
-
-	e = reserve();
-	if (!e)
+	}
+	e = reserve_event();
+	if (!e) {
+		if (si)
+			si->c.flags |= TCPSPAN_F_LOST;
 		return NULL;
-	fill_common(e, kind, cookie, &t, netns);
+	}
+	event_tuple(e, &t, netns);
+	e->kind = kind;
 	e->state = state;
-	fill_info(e, si);
+	e->cookie = bpf_get_socket_cookie((void *)sk);
+	if (si) {
+		e->life_start_ns = si->c.start_ns;
+		e->life = life_of(&si->c);
+	} else {
+		e->flags = TCPSPAN_F_UNTRACKED;
+	}
+	*sip = si;
 	return e;
 }
 
 static __always_inline int retransmit(const struct sock *sk, const struct sk_buff *skb, int err)
 {
+	struct sock_info *si = NULL;
 	struct tcp_skb_cb *cb;
 	struct tcpspan_event *e;
+	__u16 segs;
 
-	e = socket_event(sk, TCPSPAN_EV_RETRANSMIT);
-	if (!e)
-		return 0;
 	cb = (struct tcp_skb_cb *)&skb->cb[0];
 	/* skb->cb is a char array to the verifier: read the TCP view of it with CO-RE */
+	segs = BPF_CORE_READ(cb, tcp_gso_segs);
+	e = socket_event(sk, TCPSPAN_EV_RETRANSMIT, &si);
+	if (!e) {
+		/* the record is lost (counted); the life's counts stay exact */
+		si = bpf_sk_storage_get(&socks, (void *)sk, NULL, 0);
+		if (si && !si->closed) {
+			if (err)
+				si->c.retrans_failed++;
+			else
+				si->c.retrans_segs += segs;
+		}
+		return 0;
+	}
+	if (si) {
+		if (err)
+			si->c.retrans_failed++;
+		else
+			si->c.retrans_segs += segs;
+	}
 	e->seq = BPF_CORE_READ(cb, seq);
-	e->segs = BPF_CORE_READ(cb, tcp_gso_segs);
+	e->segs = segs;
 	e->tcp_flags = BPF_CORE_READ(cb, tcp_flags);
 	e->error = err;
-	fill_stats(e, sk, -1);
-	submit(e);
+	submit_event(e);
 	return 0;
 }
 
@@ -503,56 +614,45 @@ int BPF_PROG(handle_retransmit_synack, const struct sock *sk, const struct reque
 	return 0;
 }
 
+/* Per received segment: only the RTT summary, which the span reports. */
 SEC("tp_btf/tcp_probe")
 int BPF_PROG(handle_probe, struct sock *sk, const struct sk_buff *skb)
 {
 	struct tcp_sock *tp;
 	struct sock_info *si;
-	struct tuple t = {};
-	bool filtered;
-		__u32 srtt, len;
-	__u8 doff = 0;
-	unsigned char *th;
+	__u32 srtt;
 
 	si = bpf_sk_storage_get(&socks, sk, NULL, 0);
 	if (!si) {
 		/* a connection open before tcpspan started: summarise it from now on */
-		tuple_of(&sk->__sk_common, &t);
-		si = track(sk, &t, netns_of(&sk->__sk_common), true, &filtered);
+		si = track(sk, bpf_ktime_get_ns());
 		if (!si)
 			return 0;
 	}
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!tp)
 		return 0;
-
 	/* tcp_probe fires before this segment's ACK is processed: srtt as of now */
 	srtt = tp->srtt_us >> 3;
 	if (srtt) {
-		si->rtt_count++;
-		si->rtt_sum_us += srtt;
-		if (!si->rtt_min_us || srtt < si->rtt_min_us)
-			si->rtt_min_us = srtt;
-		if (srtt > si->rtt_max_us)
-			si->rtt_max_us = srtt;
+		si->c.rtt_count++;
+		si->c.rtt_sum_us += srtt;
+		if (!si->c.rtt_min_us || srtt < si->c.rtt_min_us)
+			si->c.rtt_min_us = srtt;
+		if (srtt > si->c.rtt_max_us)
+			si->c.rtt_max_us = srtt;
 	}
-	/* skb->data points at the TCP header on this path */
-	th = skb->data;
-	bpf_probe_read_kernel(&doff, 1, th + 12);
-	len = skb->len;
-	if (len > (__u32)(doff >> 4) * 4)
-		si->rx_bytes += len - (doff >> 4) * 4;
-	si->rx_segs++;
 	return 0;
 }
 
 SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(handle_receive_reset, struct sock *sk)
 {
-	struct tcpspan_event *e = socket_event(sk, TCPSPAN_EV_RESET_RECEIVED);
+	struct sock_info *si = NULL;
+	struct tcpspan_event *e = socket_event(sk, TCPSPAN_EV_RESET_RECEIVED, &si);
 
 	if (e)
-		submit(e);
+		submit_event(e);
 	return 0;
 }
 
@@ -588,29 +688,31 @@ static __always_inline int reset_without_socket(const struct sk_buff *skb)
 SEC("tp_btf/tcp_send_reset")
 int BPF_PROG(handle_send_reset, const struct sock *sk, const struct sk_buff *skb)
 {
+	struct sock_info *si = NULL;
 	struct tcpspan_event *e;
 
 	if (!sk)
 		return skb ? reset_without_socket(skb) : 0;
-	/* sk may be a timewait socket: only sock_common fields are safe */
-	e = socket_event(sk, TCPSPAN_EV_RESET_SENT);
+	/* sk may be a timewait socket: socket_event reads only sock_common fields of those */
+	e = socket_event(sk, TCPSPAN_EV_RESET_SENT, &si);
 	if (e)
-		submit(e);
+		submit_event(e);
 	return 0;
 }
 
 SEC("tp_btf/inet_sk_error_report")
 int BPF_PROG(handle_error_report, const struct sock *sk)
 {
+	struct sock_info *si = NULL;
 	struct tcpspan_event *e;
 
 	if (!is_tcp_inet(sk))
 		return 0;
-	e = socket_event(sk, TCPSPAN_EV_ERROR);
+	e = socket_event(sk, TCPSPAN_EV_ERROR, &si);
 	if (!e)
 		return 0;
 	e->error = sk->sk_err;
-	submit(e);
+	submit_event(e);
 	return 0;
 }
 

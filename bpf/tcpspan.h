@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: Apache-2.0 */
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * Wire structs shared by the kernel side (tcpspan.bpf.c) and user space
  * (src/decode/wire-layout.ts). Fields are ordered largest first so the layout
@@ -11,66 +11,102 @@
 #define TCPSPAN_COMM_LEN 16
 #define TCPSPAN_MAX_PORTS 16
 #define TCPSPAN_MAX_CIDRS 16
+/* State transitions kept per connection end; a life has at most 6 in practice. */
+#define TCPSPAN_MAX_TRANSITIONS 8
 
-/* What a record reports (tcpspan_event.kind). */
+/* What a record reports (the head's kind). */
 enum tcpspan_kind {
-	TCPSPAN_EV_STATE = 1,            /* sock:inet_sock_set_state */
-	TCPSPAN_EV_RETRANSMIT = 2,       /* tcp:tcp_retransmit_skb */
-	TCPSPAN_EV_SYNACK_RETRANSMIT = 3,/* tcp:tcp_retransmit_synack; cookie 0: the child socket does not exist yet */
-	TCPSPAN_EV_RESET_RECEIVED = 4,   /* tcp:tcp_receive_reset */
-	TCPSPAN_EV_RESET_SENT = 5,       /* tcp:tcp_send_reset; cookie 0 when no socket sent it (closed port) */
-	TCPSPAN_EV_ERROR = 6,            /* sock:inet_sk_error_report */
+	TCPSPAN_EV_OPEN = 1,             /* tcpspan_conn: the end reached ESTABLISHED (its life so far) */
+	TCPSPAN_EV_CLOSE = 2,            /* tcpspan_conn: the end closed (its whole life) */
+	TCPSPAN_EV_RETRANSMIT = 3,       /* tcp:tcp_retransmit_skb */
+	TCPSPAN_EV_SYNACK_RETRANSMIT = 4,/* tcp:tcp_retransmit_synack; cookie 0: the child socket does not exist yet */
+	TCPSPAN_EV_RESET_RECEIVED = 5,   /* tcp:tcp_receive_reset */
+	TCPSPAN_EV_RESET_SENT = 6,       /* tcp:tcp_send_reset; cookie 0 when no socket sent it (closed port) */
+	TCPSPAN_EV_ERROR = 7,            /* sock:inet_sk_error_report */
 };
 
-/* tcpspan_event.flags */
+/* Head flags (flags) */
 #define TCPSPAN_F_PID          0x01 /* pid and comm were taken in process context */
 #define TCPSPAN_F_STATS        0x02 /* the tcp_sock counters are filled */
-#define TCPSPAN_F_ISN          0x04 /* isn_local and isn_peer are filled (transition to ESTABLISHED) */
-#define TCPSPAN_F_UNTRACKED    0x08 /* the socket map was full: no receive-path summary for this socket */
+#define TCPSPAN_F_ISN          0x04 /* isn_local and isn_peer are filled (ESTABLISHED was reached) */
+#define TCPSPAN_F_UNTRACKED    0x08 /* event: the socket has no summary (timewait or request socket, or no memory) */
+#define TCPSPAN_F_LOST         0x10 /* conn: a record about this end could not be written (ring full) */
+#define TCPSPAN_F_SYN_SOCKOPS  0x20 /* conn: start_ns is the SYN's arrival, seen by sock_ops */
+#define TCPSPAN_F_SYN_RTT      0x40 /* conn: start_ns is ESTABLISHED minus the handshake's RTT sample */
+#define TCPSPAN_F_PEER_FIN     0x80 /* CLOSE: the peer's FIN had arrived (SOCK_DONE) */
 
-/* One ring-buffer record. Everything is host byte order except the addresses. */
-struct tcpspan_event {
-	__u64 ts_ns;           /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
-	__u64 cookie;          /* socket cookie: unique while the socket lives, never reused */
-	__u64 syn_ns;          /* passive open: when the SYN arrived (0 = not seen) */
+/*
+ * The head every record starts with: what a record is about. A macro, so both
+ * records have these members at the same offsets and BTF shows them flat.
+ * Everything is host byte order except the addresses.
+ */
+#define TCPSPAN_HEAD                                                              \
+	__u64 ts_ns;           /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */           \
+	__u64 cookie;          /* socket cookie: unique while the socket lives */ \
+	__u8 laddr[16];        /* local address; IPv4 in the first 4 bytes */      \
+	__u8 raddr[16];        /* remote address */                                \
+	__u32 netns;           /* network namespace inode */                       \
+	__u16 lport;                                                               \
+	__u16 rport;                                                               \
+	__u16 family;          /* AF_INET (2) or AF_INET6 (10) */                  \
+	__u8 kind;             /* enum tcpspan_kind */                             \
+	__u8 flags;            /* TCPSPAN_F_* */                                   \
+	__u8 state;            /* the socket's state (conn: the state entered) */  \
+	__u8 _head_pad[3]
+
+/* A connection end's life, kept in socket storage and sent whole at OPEN and CLOSE. */
+struct tcpspan_conn {
+	TCPSPAN_HEAD;
+	__u64 start_ns;        /* client: SYN_SENT; server: the SYN (see flags); else first sight */
+	__u64 trans_ns[TCPSPAN_MAX_TRANSITIONS]; /* when each state was entered */
 	__u64 bytes_acked;     /* tcp_sock counters (TCPSPAN_F_STATS) */
 	__u64 bytes_received;
-	__u64 rx_bytes;        /* receive path (tcp:tcp_probe), summed in the kernel */
-	__u64 rtt_sum_us;      /* sum of smoothed-RTT samples */
-	__u32 rtt_count;       /* smoothed-RTT samples taken on the receive path */
+	__u64 rtt_sum_us;      /* sum of smoothed-RTT samples on the receive path */
+	__u32 rtt_count;       /* samples: segments received with an RTT estimate */
 	__u32 rtt_min_us;
 	__u32 rtt_max_us;
-	__u32 srtt_us;         /* smoothed RTT now */
-	__u32 rx_segs;         /* segments seen on the receive path */
-	__u32 segs_in;         /* tcp_sock counters (TCPSPAN_F_STATS) */
+	__u32 srtt_us;         /* smoothed RTT at the record */
+	__u32 segs_in;
 	__u32 segs_out;
 	__u32 total_retrans;
+	__u32 retrans_segs;    /* segments retransmitted and sent (tcp_retransmit_skb, err 0) */
+	__u32 retrans_failed;  /* retransmit attempts not sent (err != 0) */
 	__u32 isn_local;       /* initial sequence numbers (TCPSPAN_F_ISN) */
 	__u32 isn_peer;
-	__u32 netns;           /* network namespace inode */
-	__u32 pid;             /* process id (TCPSPAN_F_PID) */
-	__s32 error;           /* ERROR and CLOSE: sk_err; RETRANSMIT: the transmit's result */
-	__u32 seq;             /* RETRANSMIT: first sequence number of the segment */
-	__u8 laddr[16];        /* local address; IPv4 in the first 4 bytes */
-	__u8 raddr[16];        /* remote address */
-	__u16 lport;
-	__u16 rport;
-	__u16 family;          /* AF_INET (2) or AF_INET6 (10) */
-	__u16 segs;            /* RETRANSMIT: segments in the retransmitted skb */
-	__u8 kind;             /* enum tcpspan_kind */
-	__u8 oldstate;         /* STATE: the state left */
-	__u8 state;            /* STATE: the state entered; others: the socket's state */
-	__u8 tcp_flags;        /* RETRANSMIT: TCP flags of the segment */
-	__u8 flags;            /* TCPSPAN_F_* */
-	__u8 _pad[3];
+	__u32 pid;             /* TCPSPAN_F_PID */
+	__s32 error;           /* CLOSE: sk_err */
+	__u8 trans_state[TCPSPAN_MAX_TRANSITIONS]; /* the state entered by each transition */
+	__u8 first_oldstate;   /* the state the first transition left */
+	__u8 n_trans;          /* transitions seen (more than TCPSPAN_MAX_TRANSITIONS: the rest not kept) */
+	__u8 _pad[2];
 	char comm[TCPSPAN_COMM_LEN];
+};
+
+/* What a rare event's socket is known as (tcpspan_event.life). */
+enum tcpspan_life {
+	TCPSPAN_LIFE_NONE = 0,           /* no life: timewait or request socket, a closed one, or no memory */
+	TCPSPAN_LIFE_CLIENT = 1,         /* its life began at CLOSE>SYN_SENT */
+	TCPSPAN_LIFE_SERVER = 2,         /* its life began at LISTEN>SYN_RECV */
+	TCPSPAN_LIFE_MIDWAY = 3,         /* first seen open: open before tcpspan started */
+};
+
+/* A rare event of a socket: retransmit, reset, error. */
+struct tcpspan_event {
+	TCPSPAN_HEAD;
+	__u64 life_start_ns;   /* the socket's life: its start_ns (0 without a life) */
+	__s32 error;           /* ERROR: sk_err; RETRANSMIT: the transmit's result */
+	__u32 seq;             /* RETRANSMIT: first sequence number of the segment */
+	__u16 segs;            /* RETRANSMIT: segments in the retransmitted skb */
+	__u8 tcp_flags;        /* RETRANSMIT: TCP flags of the segment */
+	__u8 life;             /* enum tcpspan_life */
+	__u8 _pad[4];
 };
 
 /* Loss and health counters, one set per CPU (map "counters"). */
 enum tcpspan_counter {
 	TCPSPAN_C_SUBMITTED = 0,      /* records written to the ring */
 	TCPSPAN_C_RINGBUF_FULL,       /* records lost: ring buffer full */
-	TCPSPAN_C_SOCK_MAP_FULL,      /* sockets not tracked: no socket storage (memory), summary lost */
+	TCPSPAN_C_SOCK_MAP_FULL,      /* sockets not tracked: no socket storage (memory) */
 	TCPSPAN_C_SYN_MAP_FULL,       /* SYN arrival times not recorded: map update failed */
 	TCPSPAN_C_NR,
 };
@@ -85,14 +121,14 @@ struct tcpspan_cidr {
 	__u32 prefix;
 };
 
-/* Kernel-side filters, set before load. Ports match either end; so do addresses. */
+/* Kernel-side filters and switches, set before load. Ports match either end; so do addresses. */
 struct tcpspan_filter {
 	struct tcpspan_cidr cidrs[TCPSPAN_MAX_CIDRS];
 	__u16 ports[TCPSPAN_MAX_PORTS];
 	__u32 n_cidrs;
 	__u32 n_ports;
 	__u32 netns;           /* 0: every network namespace */
-	__u32 flags;           /* reserved, 0 */
+	__u32 syn_sockops;     /* 1: the sock_ops program records SYN arrivals (look them up) */
 };
 
 #endif /* __TCPSPAN_H */

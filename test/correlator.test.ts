@@ -4,8 +4,9 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import * as incubating from '@opentelemetry/semantic-conventions/incubating';
 import { TcpState as S, type KernelEvent } from '../src/decode/event.js';
+import type { KernelStep } from './support/event-builder.js';
 import {
-  createCorrelator, DROP_REASONS, SYNACK_PENDING_TTL_NS, type CorrelatorOptions, type CorrelatorStats, type DropReason,
+  createCorrelator, EVENT_DROP_REASONS, SYNACK_PENDING_TTL_NS, type CorrelatorOptions, type CorrelatorStats, type EventDropReason,
 } from '../src/correlate/correlator.js';
 import type { ConnectionEvent, ConnectionRecord } from '../src/correlate/connection-record.js';
 import { randomTraceIdentity, traceIdentityFromIsn } from '../src/correlate/trace-id.js';
@@ -23,18 +24,18 @@ function setup(opts: Partial<CorrelatorOptions> = {}) {
 }
 
 /** Drives the events, then lets every linger run out. */
-function run(events: readonly KernelEvent[], opts: Partial<CorrelatorOptions> = {}) {
+function run(events: readonly KernelStep[], opts: Partial<CorrelatorOptions> = {}) {
   const { c, out } = setup(opts);
   drive(c, events);
   c.tick(Math.max(...events.map((e) => e.tsNs)) + LINGER_NS);
   return { c, out };
 }
 
-function drops(d: Partial<Record<DropReason, number>> = {}): Record<DropReason, number> {
-  return { ...(Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>), ...d };
+function drops(d: Partial<Record<EventDropReason, number>> = {}): Record<EventDropReason, number> {
+  return { ...(Object.fromEntries(EVENT_DROP_REASONS.map((r) => [r, 0])) as Record<EventDropReason, number>), ...d };
 }
 
-function idle(emitted: number, d: Partial<Record<DropReason, number>> = {}, evicted = 0): CorrelatorStats {
+function idle(emitted: number, d: Partial<Record<EventDropReason, number>> = {}, evicted = 0): CorrelatorStats {
   return { openConnections: 0, lingeringConnections: 0, pendingSynAcks: 0, emitted, evicted, dropped: drops(d) };
 }
 

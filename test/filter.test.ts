@@ -19,11 +19,11 @@ describe('filters', () => {
   });
 
   it('should encode struct tcpspan_filter as the layout says', () => {
-    const buf = encodeFilter(buildFilter(['443', '80', '443'], ['10.0.0.0/8', '::1'], 4026531833), 1);
+    const buf = encodeFilter(buildFilter(['443', '80', '443'], ['10.0.0.0/8', '::1'], 4026531833), true);
     const F = FILTER_LAYOUT.fields;
     assert.equal(buf.length, FILTER_LAYOUT.size);
     assert.deepEqual([buf.readUInt16LE(F.ports.offset), buf.readUInt16LE(F.ports.offset + 2), buf.readUInt16LE(F.ports.offset + 4)], [443, 80, 0]);
-    assert.deepEqual([buf.readUInt32LE(F.n_ports.offset), buf.readUInt32LE(F.n_cidrs.offset), buf.readUInt32LE(F.netns.offset), buf.readUInt32LE(F.flags.offset)], [2, 2, 4026531833, 1]);
+    assert.deepEqual([buf.readUInt32LE(F.n_ports.offset), buf.readUInt32LE(F.n_cidrs.offset), buf.readUInt32LE(F.netns.offset), buf.readUInt32LE(F.syn_sockops.offset)], [2, 2, 4026531833, 1]);
     const second = F.cidrs.offset + CIDR_LAYOUT.size;
     assert.deepEqual([buf[second + 15], buf.readUInt32LE(second + CIDR_LAYOUT.fields.family.offset), buf.readUInt32LE(second + CIDR_LAYOUT.fields.prefix.offset)], [1, 10, 128]);
   });

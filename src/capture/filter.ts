@@ -69,8 +69,11 @@ export function buildFilter(ports: string[], cidrs: string[], netns = 0): Filter
   return { ports: [...new Set(ports.map(parsePort))], cidrs: cidrs.map(parseCidr), netns };
 }
 
-/** struct tcpspan_filter, ready for the read-only data of the BPF object. */
-export function encodeFilter(spec: FilterSpec, flags = 0): Buffer {
+/**
+ * struct tcpspan_filter, ready for the read-only data of the BPF object. `synSockops`:
+ * the sock_ops program records SYN arrivals, so the kernel looks them up.
+ */
+export function encodeFilter(spec: FilterSpec, synSockops: boolean): Buffer {
   const buf = Buffer.alloc(FILTER_LAYOUT.size);
   const F = FILTER_LAYOUT.fields, C = CIDR_LAYOUT.fields;
   spec.cidrs.forEach((c, i) => {
@@ -83,6 +86,6 @@ export function encodeFilter(spec: FilterSpec, flags = 0): Buffer {
   buf.writeUInt32LE(spec.cidrs.length, F.n_cidrs.offset);
   buf.writeUInt32LE(spec.ports.length, F.n_ports.offset);
   buf.writeUInt32LE(spec.netns, F.netns.offset);
-  buf.writeUInt32LE(flags, F.flags.offset);
+  buf.writeUInt32LE(synSockops ? 1 : 0, F.syn_sockops.offset);
   return buf;
 }

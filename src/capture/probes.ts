@@ -27,7 +27,10 @@ export interface CaptureOptions {
   filter: FilterSpec;
   /** Ring buffer size in bytes: a power of two, at least one page. */
   ringBytes: number;
-  /** Record when a SYN reaches a listener (sock_ops on the cgroup v2 root). */
+  /**
+   * Record when a SYN reaches a listener (sock_ops on the cgroup v2 root). Without it,
+   * a server end starts when its SYN-ACK was sent (ESTABLISHED minus the handshake RTT).
+   */
   synTiming: boolean;
   cgroupPath?: string;
   warn?: (message: string) => void;
@@ -106,7 +109,7 @@ export function openCapture(opts: CaptureOptions): Capture {
     const programs = configure(obj, opts);
     loadObject(obj);
     const cgroupFd = programs.some((p) => p.attach === 'cgroup') ? openCgroup(opts) : undefined;
-    const statuses = attachAll(obj, programs, links, cgroupFd, opts.warn);
+    const statuses = attachAll(programs, links, cgroupFd, opts.warn);
     if (cgroupFd !== undefined) closeSync(cgroupFd);
     ring = mapRing(obj, opts.ringBytes);
     return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'));
@@ -167,7 +170,7 @@ function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
   }
 
   const rodata = mustFindMap(obj, '.rodata');
-  const filter = encodeFilter(opts.filter);
+  const filter = encodeFilter(opts.filter, opts.synTiming);
   if (libbpf.mapValueSize(rodata) !== filter.length) {
     throw new CaptureError('configure', `the BPF object's read-only data is ${libbpf.mapValueSize(rodata)} bytes, ` +
       `the filter ${filter.length}: only the filter may live in .rodata; rebuild with scripts/setup`);
@@ -192,14 +195,14 @@ function loadObject(obj: Ptr): void {
 function openCgroup(opts: CaptureOptions): number | undefined {
   const dir = opts.cgroupPath ?? findCgroup2Mount();
   if (!dir) {
-    opts.warn?.('no cgroup v2 hierarchy is mounted: server spans start at SYN_RECV, not at the SYN; ' +
+    opts.warn?.('no cgroup v2 hierarchy is mounted: server spans start when the SYN-ACK was sent (a few µs after the SYN); ' +
       'mount one with `mount -t cgroup2 none /sys/fs/cgroup` or set capture.cgroupPath');
     return undefined;
   }
   try {
     return openSync(dir, 'r');
   } catch (err) {
-    opts.warn?.(`cannot open cgroup ${dir} (${(err as Error).message}): server spans start at SYN_RECV, not at the SYN`);
+    opts.warn?.(`cannot open cgroup ${dir} (${(err as Error).message}): server spans start when the SYN-ACK was sent (a few µs after the SYN)`);
     return undefined;
   }
 }
@@ -216,9 +219,8 @@ export function findCgroup2Mount(): string | undefined {
   return undefined;
 }
 
-function attachAll(obj: Ptr, planned: PlannedProgram[], links: Ptr[], cgroupFd: number | undefined,
+function attachAll(planned: PlannedProgram[], links: Ptr[], cgroupFd: number | undefined,
                    warn: ((m: string) => void) | undefined): ProgramStatus[] {
-  void obj;
   const statuses: ProgramStatus[] = [];
   for (const { spec, prog, attach } of planned) {
     if (attach === 'cgroup' && cgroupFd === undefined) {
@@ -233,7 +235,7 @@ function attachAll(obj: Ptr, planned: PlannedProgram[], links: Ptr[], cgroupFd: 
       if (spec.required || attach === 'tracepoint') {
         throw new CaptureError('attach', `cannot attach ${spec.hook} (${spec.name}): ${strerror(err)}; ${why}`, takeLibbpfLog());
       }
-      warn?.(`cannot attach ${spec.hook}: ${strerror(err)}; server spans start at SYN_RECV, not at the SYN`);
+      warn?.(`cannot attach ${spec.hook}: ${strerror(err)}; server spans start when the SYN-ACK was sent (a few µs after the SYN)`);
       statuses.push({ program: spec.name, hook: spec.hook, attached: false, note: strerror(err) });
       continue;
     }

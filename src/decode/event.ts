@@ -1,30 +1,36 @@
-// Decodes tcpspan_event records (bpf/tcpspan.h) straight from ring-buffer memory
-// into a reused object: no allocation per event on the hot path.
+// Decodes the kernel's records (bpf/tcpspan.h: tcpspan_conn, tcpspan_event) straight
+// from ring-buffer memory into a reused object: no allocation per record on the hot path.
 import { endianness } from 'node:os';
-import { EVENT_LAYOUT } from './wire-layout.js';
+import { CONN_LAYOUT, EVENT_LAYOUT, MAX_TRANSITIONS } from './wire-layout.js';
+
+export { Life, MAX_TRANSITIONS } from './wire-layout.js';
 
 if (endianness() !== 'LE') {
   // 64-bit fields are read as two 32-bit halves, low word first.
   throw new Error('tcpspan decodes kernel records on little-endian machines only');
 }
 
+/** Record kinds (enum tcpspan_kind). Open and Close carry a connection end's life; the rest are rare events. */
 export const EventKind = {
-  State: 1,
-  Retransmit: 2,
-  SynAckRetransmit: 3,
-  ResetReceived: 4,
-  ResetSent: 5,
-  Error: 6,
+  Open: 1,
+  Close: 2,
+  Retransmit: 3,
+  SynAckRetransmit: 4,
+  ResetReceived: 5,
+  ResetSent: 6,
+  Error: 7,
 } as const;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
 
-export const KIND_NAMES: Record<number, string> = {
-  1: 'state',
-  2: 'retransmit',
-  3: 'synack_retransmit',
-  4: 'reset_received',
-  5: 'reset_sent',
-  6: 'error',
+/** Record kind names, as `tcpspan events` prints them. */
+export const RECORD_KIND_NAMES: Record<number, string> = {
+  1: 'open',
+  2: 'close',
+  3: 'retransmit',
+  4: 'synack_retransmit',
+  5: 'reset_received',
+  6: 'reset_sent',
+  7: 'error',
 };
 
 /** Linux TCP states (include/net/tcp_states.h). */
@@ -53,56 +59,80 @@ export const EventFlag = {
   Stats: 0x02,
   Isn: 0x04,
   Untracked: 0x08,
+  Lost: 0x10,
+  SynSockops: 0x20,
+  SynRtt: 0x40,
+  PeerFin: 0x80,
 } as const;
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 
-/** One decoded record. Addresses stay as four 32-bit words in memory order; see format.ts. */
+/**
+ * One decoded record, either kind: the head, then the fields of its kind (the
+ * others keep stale values; read only what `kind` says is there). Addresses stay
+ * as four 32-bit words in memory order; see format.ts.
+ */
 export interface KernelEvent {
+  // head
   tsNs: number;
   cookie: number;
-  synNs: number;
+  laddr0: number; laddr1: number; laddr2: number; laddr3: number;
+  raddr0: number; raddr1: number; raddr2: number; raddr3: number;
+  netns: number;
+  lport: number;
+  rport: number;
+  family: number;
+  kind: number;
+  flags: number;
+  state: number;
+  // rare events
+  /** the socket's life: its start (0 without one) and what it is known as (Life) */
+  lifeStartNs: number;
+  life: number;
+  error: number;
+  seq: number;
+  segs: number;
+  tcpFlags: number;
+  // connection records (Open, Close); error is sk_err at Close
+  startNs: number;
+  /** when each state was entered; the first min(nTrans, MAX_TRANSITIONS) are filled */
+  transNs: number[];
+  transState: number[];
+  nTrans: number;
+  firstOldstate: number;
   bytesAcked: number;
   bytesReceived: number;
-  rxBytes: number;
   rttSumUs: number;
   rttCount: number;
   rttMinUs: number;
   rttMaxUs: number;
   srttUs: number;
-  rxSegs: number;
   segsIn: number;
   segsOut: number;
   totalRetrans: number;
+  retransSegs: number;
+  retransFailed: number;
   isnLocal: number;
   isnPeer: number;
-  netns: number;
   pid: number;
-  error: number;
-  seq: number;
-  laddr0: number; laddr1: number; laddr2: number; laddr3: number;
-  raddr0: number; raddr1: number; raddr2: number; raddr3: number;
-  lport: number;
-  rport: number;
-  family: number;
-  segs: number;
-  kind: number;
-  oldstate: number;
-  state: number;
-  tcpFlags: number;
-  flags: number;
   comm: string;
 }
 
 export function newKernelEvent(): KernelEvent {
   return {
-    tsNs: 0, cookie: 0, synNs: 0, bytesAcked: 0, bytesReceived: 0, rxBytes: 0, rttSumUs: 0, rttCount: 0,
-    rttMinUs: 0, rttMaxUs: 0, srttUs: 0, rxSegs: 0, segsIn: 0, segsOut: 0, totalRetrans: 0, isnLocal: 0,
-    isnPeer: 0, netns: 0, pid: 0, error: 0, seq: 0, laddr0: 0, laddr1: 0, laddr2: 0, laddr3: 0, raddr0: 0,
-    raddr1: 0, raddr2: 0, raddr3: 0, lport: 0, rport: 0, family: 0, segs: 0, kind: 0, oldstate: 0, state: 0,
-    tcpFlags: 0, flags: 0, comm: '',
+    tsNs: 0, cookie: 0, laddr0: 0, laddr1: 0, laddr2: 0, laddr3: 0, raddr0: 0, raddr1: 0, raddr2: 0, raddr3: 0,
+    netns: 0, lport: 0, rport: 0, family: 0, kind: 0, flags: 0, state: 0, lifeStartNs: 0, life: 0, error: 0, seq: 0, segs: 0, tcpFlags: 0,
+    startNs: 0, transNs: new Array<number>(MAX_TRANSITIONS).fill(0), transState: new Array<number>(MAX_TRANSITIONS).fill(0),
+    nTrans: 0, firstOldstate: 0, bytesAcked: 0, bytesReceived: 0, rttSumUs: 0, rttCount: 0, rttMinUs: 0, rttMaxUs: 0,
+    srttUs: 0, segsIn: 0, segsOut: 0, totalRetrans: 0, retransSegs: 0, retransFailed: 0, isnLocal: 0, isnPeer: 0,
+    pid: 0, comm: '',
   };
+}
+
+/** True for the records that carry a connection end's life. */
+export function isConnRecord(kind: number): boolean {
+  return kind === EventKind.Open || kind === EventKind.Close;
 }
 
 /** Typed views over one memory region (the ring's data area, or a test buffer). */
@@ -117,52 +147,48 @@ export function recordMemory(buffer: ArrayBuffer): RecordMemory {
   return { u8: new Uint8Array(buffer), u16: new Uint16Array(buffer), u32: new Uint32Array(buffer), i32: new Int32Array(buffer) };
 }
 
-const F = EVENT_LAYOUT.fields;
-const W = (name: keyof typeof F) => F[name].offset >> 2; // 32-bit word index
-const H = (name: keyof typeof F) => F[name].offset >> 1; // 16-bit index
-const B = (name: keyof typeof F) => F[name].offset;
+const C = CONN_LAYOUT.fields;
+const E = EVENT_LAYOUT.fields;
+type Field = { readonly offset: number };
+const W = (x: Field) => x.offset >> 2; // 32-bit word index
+const H = (x: Field) => x.offset >> 1; // 16-bit index
 const TWO32 = 4294967296;
 
-const wTs = W('ts_ns'), wCookie = W('cookie'), wSyn = W('syn_ns'), wAcked = W('bytes_acked');
-const wRecv = W('bytes_received'), wRx = W('rx_bytes'), wRttSum = W('rtt_sum_us'), wRttCount = W('rtt_count');
-const wRttMin = W('rtt_min_us'), wRttMax = W('rtt_max_us'), wSrtt = W('srtt_us'), wRxSegs = W('rx_segs');
-const wSegsIn = W('segs_in'), wSegsOut = W('segs_out'), wTotalRetrans = W('total_retrans');
-const wIsnL = W('isn_local'), wIsnP = W('isn_peer'), wNetns = W('netns'), wPid = W('pid'), wError = W('error');
-const wSeq = W('seq'), wLaddr = W('laddr'), wRaddr = W('raddr'), wComm = W('comm');
-const hLport = H('lport'), hRport = H('rport'), hFamily = H('family'), hSegs = H('segs');
-const bKind = B('kind'), bOld = B('oldstate'), bState = B('state'), bTcpFlags = B('tcp_flags'), bFlags = B('flags');
-const bComm = B('comm');
+const wTs = W(C.ts_ns), wCookie = W(C.cookie), wLaddr = W(C.laddr), wRaddr = W(C.raddr), wNetns = W(C.netns);
+const hLport = H(C.lport), hRport = H(C.rport), hFamily = H(C.family);
+const bKind = C.kind.offset, bFlags = C.flags.offset, bState = C.state.offset;
+const wLifeStart = W(E.life_start_ns), bLife = E.life.offset;
+const wError = W(E.error), wSeq = W(E.seq), hSegs = H(E.segs), bTcpFlags = E.tcp_flags.offset;
+const wStart = W(C.start_ns), wTrans = W(C.trans_ns), wAcked = W(C.bytes_acked), wRecv = W(C.bytes_received);
+const wRttSum = W(C.rtt_sum_us), wRttCount = W(C.rtt_count), wRttMin = W(C.rtt_min_us), wRttMax = W(C.rtt_max_us);
+const wSrtt = W(C.srtt_us), wSegsIn = W(C.segs_in), wSegsOut = W(C.segs_out), wTotalRetrans = W(C.total_retrans);
+const wRetransSegs = W(C.retrans_segs), wRetransFailed = W(C.retrans_failed), wIsnL = W(C.isn_local);
+const wIsnP = W(C.isn_peer), wPid = W(C.pid), wConnError = W(C.error), bTransState = C.trans_state.offset;
+const bFirstOld = C.first_oldstate.offset, bNTrans = C.n_trans.offset, wComm = W(C.comm), bComm = C.comm.offset;
 
 export const EVENT_SIZE = EVENT_LAYOUT.size;
+export const CONN_SIZE = CONN_LAYOUT.size;
+
+/** The record kind at byte offset `off`, before decoding it. */
+export function recordKind(m: RecordMemory, off: number): number {
+  return m.u8[off + bKind]!;
+}
+
+/** The size a record of this kind must have at least; 0 for a kind this version does not know. */
+export function recordSize(kind: number): number {
+  if (isConnRecord(kind)) return CONN_SIZE;
+  return kind >= EventKind.Retransmit && kind <= EventKind.Error ? EVENT_SIZE : 0;
+}
 
 /**
- * Fills `out` from the record at byte offset `off` (8-byte aligned). 64-bit
- * counters become Numbers: exact below 2^53 (cookies, byte counts); ts_ns
- * (nanoseconds since boot) loses sub-nanosecond precision only after 104 days up.
+ * Fills `out` from the record at byte offset `off` (8-byte aligned): the head, then
+ * the fields of its kind. 64-bit counters become Numbers: exact below 2^53 (cookies,
+ * byte counts); nanoseconds since boot stay exact for 104 days of uptime.
  */
 export function decodeEvent(m: RecordMemory, off: number, out: KernelEvent): void {
-  const u32 = m.u32, w = off >> 2, h = off >> 1;
+  const u32 = m.u32, u8 = m.u8, u16 = m.u16, w = off >> 2, h = off >> 1;
   out.tsNs = u32[w + wTs]! + u32[w + wTs + 1]! * TWO32;
   out.cookie = u32[w + wCookie]! + u32[w + wCookie + 1]! * TWO32;
-  out.synNs = u32[w + wSyn]! + u32[w + wSyn + 1]! * TWO32;
-  out.bytesAcked = u32[w + wAcked]! + u32[w + wAcked + 1]! * TWO32;
-  out.bytesReceived = u32[w + wRecv]! + u32[w + wRecv + 1]! * TWO32;
-  out.rxBytes = u32[w + wRx]! + u32[w + wRx + 1]! * TWO32;
-  out.rttSumUs = u32[w + wRttSum]! + u32[w + wRttSum + 1]! * TWO32;
-  out.rttCount = u32[w + wRttCount]!;
-  out.rttMinUs = u32[w + wRttMin]!;
-  out.rttMaxUs = u32[w + wRttMax]!;
-  out.srttUs = u32[w + wSrtt]!;
-  out.rxSegs = u32[w + wRxSegs]!;
-  out.segsIn = u32[w + wSegsIn]!;
-  out.segsOut = u32[w + wSegsOut]!;
-  out.totalRetrans = u32[w + wTotalRetrans]!;
-  out.isnLocal = u32[w + wIsnL]!;
-  out.isnPeer = u32[w + wIsnP]!;
-  out.netns = u32[w + wNetns]!;
-  out.pid = u32[w + wPid]!;
-  out.error = m.i32[w + wError]!;
-  out.seq = u32[w + wSeq]!;
   out.laddr0 = u32[w + wLaddr]!;
   out.laddr1 = u32[w + wLaddr + 1]!;
   out.laddr2 = u32[w + wLaddr + 2]!;
@@ -171,17 +197,53 @@ export function decodeEvent(m: RecordMemory, off: number, out: KernelEvent): voi
   out.raddr1 = u32[w + wRaddr + 1]!;
   out.raddr2 = u32[w + wRaddr + 2]!;
   out.raddr3 = u32[w + wRaddr + 3]!;
-  const u16 = m.u16;
+  out.netns = u32[w + wNetns]!;
   out.lport = u16[h + hLport]!;
   out.rport = u16[h + hRport]!;
   out.family = u16[h + hFamily]!;
-  out.segs = u16[h + hSegs]!;
-  const u8 = m.u8;
-  out.kind = u8[off + bKind]!;
-  out.oldstate = u8[off + bOld]!;
-  out.state = u8[off + bState]!;
-  out.tcpFlags = u8[off + bTcpFlags]!;
+  const kind = u8[off + bKind]!;
+  out.kind = kind;
   out.flags = u8[off + bFlags]!;
+  out.state = u8[off + bState]!;
+  if (kind === EventKind.Open || kind === EventKind.Close) {
+    decodeConn(m, off, out);
+    return;
+  }
+  out.lifeStartNs = u32[w + wLifeStart]! + u32[w + wLifeStart + 1]! * TWO32;
+  out.life = u8[off + bLife]!;
+  out.error = m.i32[w + wError]!;
+  out.seq = u32[w + wSeq]!;
+  out.segs = u16[h + hSegs]!;
+  out.tcpFlags = u8[off + bTcpFlags]!;
+}
+
+function decodeConn(m: RecordMemory, off: number, out: KernelEvent): void {
+  const u32 = m.u32, u8 = m.u8, w = off >> 2;
+  out.startNs = u32[w + wStart]! + u32[w + wStart + 1]! * TWO32;
+  const n = u8[off + bNTrans]!;
+  out.nTrans = n;
+  out.firstOldstate = u8[off + bFirstOld]!;
+  const kept = n < MAX_TRANSITIONS ? n : MAX_TRANSITIONS;
+  for (let i = 0; i < kept; i++) {
+    out.transNs[i] = u32[w + wTrans + 2 * i]! + u32[w + wTrans + 2 * i + 1]! * TWO32;
+    out.transState[i] = u8[off + bTransState + i]!;
+  }
+  out.bytesAcked = u32[w + wAcked]! + u32[w + wAcked + 1]! * TWO32;
+  out.bytesReceived = u32[w + wRecv]! + u32[w + wRecv + 1]! * TWO32;
+  out.rttSumUs = u32[w + wRttSum]! + u32[w + wRttSum + 1]! * TWO32;
+  out.rttCount = u32[w + wRttCount]!;
+  out.rttMinUs = u32[w + wRttMin]!;
+  out.rttMaxUs = u32[w + wRttMax]!;
+  out.srttUs = u32[w + wSrtt]!;
+  out.segsIn = u32[w + wSegsIn]!;
+  out.segsOut = u32[w + wSegsOut]!;
+  out.totalRetrans = u32[w + wTotalRetrans]!;
+  out.retransSegs = u32[w + wRetransSegs]!;
+  out.retransFailed = u32[w + wRetransFailed]!;
+  out.isnLocal = u32[w + wIsnL]!;
+  out.isnPeer = u32[w + wIsnP]!;
+  out.pid = u32[w + wPid]!;
+  out.error = m.i32[w + wConnError]!;
   out.comm = (out.flags & EventFlag.Pid) !== 0 ? commOf(m, off, out.pid) : '';
 }
 

@@ -1,5 +1,6 @@
 // Turns decoded events into text: addresses, and the documented JSON-lines schema of `tcpspan events`.
-import { AF_INET, EventFlag, KIND_NAMES, STATE_NAMES, type KernelEvent } from './event.js';
+import { AF_INET, EventFlag, EventKind, RECORD_KIND_NAMES, STATE_NAMES, isConnRecord, type KernelEvent } from './event.js';
+import { MAX_TRANSITIONS } from './wire-layout.js';
 
 const words = new Uint32Array(4);
 const bytes = new Uint8Array(words.buffer);
@@ -60,7 +61,7 @@ export function eventToJson(e: KernelEvent, clock: Clock): Record<string, unknow
   const out: Record<string, unknown> = {
     time: new Date(clock.toEpochNs(e.tsNs) / 1e6).toISOString(),
     ts_ns: e.tsNs,
-    kind: KIND_NAMES[e.kind] ?? `kind_${e.kind}`,
+    kind: RECORD_KIND_NAMES[e.kind] ?? `kind_${e.kind}`,
     key: String(e.cookie),
     family: e.family === AF_INET ? 'ipv4' : 'ipv6',
     local: { address: localAddress(e), port: e.lport },
@@ -68,23 +69,36 @@ export function eventToJson(e: KernelEvent, clock: Clock): Record<string, unknow
     netns: e.netns,
     state: stateName(e.state),
   };
-  if (e.kind === 1) out['oldstate'] = stateName(e.oldstate);
+  if (e.flags & EventFlag.Untracked) out['untracked'] = true;
+  if (!isConnRecord(e.kind)) {
+    if (e.error) out['error'] = e.error;
+    if (e.kind === EventKind.Retransmit || e.kind === EventKind.SynAckRetransmit) {
+      out['retransmit'] = { seq: e.seq, segs: e.segs, tcp_flags: e.tcpFlags };
+    }
+    return out;
+  }
   if (e.flags & EventFlag.Pid) {
     out['pid'] = e.pid;
     out['comm'] = e.comm;
   }
-  if (e.synNs) out['syn_ts_ns'] = e.synNs;
-  if (e.error) out['error'] = e.error;
-  if (e.kind === 2 || e.kind === 3) {
-    out['retransmit'] = { seq: e.seq, segs: e.segs, tcp_flags: e.tcpFlags };
+  out['start_ns'] = e.startNs;
+  if (e.flags & EventFlag.SynSockops) out['start'] = 'syn_sockops';
+  else if (e.flags & EventFlag.SynRtt) out['start'] = 'syn_rtt';
+  const kept = Math.min(e.nTrans, MAX_TRANSITIONS);
+  const transitions: { ts_ns: number; from: string; to: string }[] = [];
+  for (let i = 0; i < kept; i++) {
+    transitions.push({ ts_ns: e.transNs[i]!, from: stateName(i === 0 ? e.firstOldstate : e.transState[i - 1]!), to: stateName(e.transState[i]!) });
   }
+  out['transitions'] = transitions;
+  if (e.nTrans > kept) out['transitions_not_kept'] = e.nTrans - kept;
+  if (e.error) out['error'] = e.error;
+  if (e.retransSegs || e.retransFailed) out['retransmits'] = { segs: e.retransSegs, failed: e.retransFailed };
   if (e.rttCount) {
     out['rtt'] = {
       samples: e.rttCount, min_us: e.rttMinUs, max_us: e.rttMaxUs,
       avg_us: Math.round(e.rttSumUs / e.rttCount),
     };
   }
-  if (e.rxSegs) out['rx'] = { segs: e.rxSegs, bytes: e.rxBytes };
   if (e.flags & EventFlag.Stats) {
     out['tcp'] = {
       srtt_us: e.srttUs, bytes_acked: e.bytesAcked, bytes_received: e.bytesReceived,
@@ -92,6 +106,7 @@ export function eventToJson(e: KernelEvent, clock: Clock): Record<string, unknow
     };
   }
   if (e.flags & EventFlag.Isn) out['isn'] = { local: e.isnLocal, peer: e.isnPeer };
-  if (e.flags & EventFlag.Untracked) out['untracked'] = true;
+  if (e.flags & EventFlag.PeerFin) out['peer_fin'] = true;
+  if (e.flags & EventFlag.Lost) out['records_lost'] = true;
   return out;
 }

@@ -12,44 +12,72 @@ export type LayoutSpec<F extends string> = { readonly size: number; readonly fie
 
 const f = (offset: number, size: number): FieldSpec => ({ offset, size });
 
-export const EVENT_LAYOUT = {
-  size: 176,
+/** The head every record starts with (TCPSPAN_HEAD in bpf/tcpspan.h). */
+const HEAD_FIELDS = {
+  ts_ns: f(0, 8),
+  cookie: f(8, 8),
+  laddr: f(16, 16),
+  raddr: f(32, 16),
+  netns: f(48, 4),
+  lport: f(52, 2),
+  rport: f(54, 2),
+  family: f(56, 2),
+  kind: f(58, 1),
+  flags: f(59, 1),
+  state: f(60, 1),
+} as const;
+
+export const HEAD_SIZE = 64;
+
+/** struct tcpspan_conn: a connection end's life (OPEN and CLOSE records). */
+export const CONN_LAYOUT = {
+  size: 240,
   fields: {
-    ts_ns: f(0, 8),
-    cookie: f(8, 8),
-    syn_ns: f(16, 8),
-    bytes_acked: f(24, 8),
-    bytes_received: f(32, 8),
-    rx_bytes: f(40, 8),
-    rtt_sum_us: f(48, 8),
-    rtt_count: f(56, 4),
-    rtt_min_us: f(60, 4),
-    rtt_max_us: f(64, 4),
-    srtt_us: f(68, 4),
-    rx_segs: f(72, 4),
-    segs_in: f(76, 4),
-    segs_out: f(80, 4),
-    total_retrans: f(84, 4),
-    isn_local: f(88, 4),
-    isn_peer: f(92, 4),
-    netns: f(96, 4),
-    pid: f(100, 4),
-    error: f(104, 4),
-    seq: f(108, 4),
-    laddr: f(112, 16),
-    raddr: f(128, 16),
-    lport: f(144, 2),
-    rport: f(146, 2),
-    family: f(148, 2),
-    segs: f(150, 2),
-    kind: f(152, 1),
-    oldstate: f(153, 1),
-    state: f(154, 1),
-    tcp_flags: f(155, 1),
-    flags: f(156, 1),
-    comm: f(160, 16),
+    ...HEAD_FIELDS,
+    start_ns: f(64, 8),
+    trans_ns: f(72, 64),
+    bytes_acked: f(136, 8),
+    bytes_received: f(144, 8),
+    rtt_sum_us: f(152, 8),
+    rtt_count: f(160, 4),
+    rtt_min_us: f(164, 4),
+    rtt_max_us: f(168, 4),
+    srtt_us: f(172, 4),
+    segs_in: f(176, 4),
+    segs_out: f(180, 4),
+    total_retrans: f(184, 4),
+    retrans_segs: f(188, 4),
+    retrans_failed: f(192, 4),
+    isn_local: f(196, 4),
+    isn_peer: f(200, 4),
+    pid: f(204, 4),
+    error: f(208, 4),
+    trans_state: f(212, 8),
+    first_oldstate: f(220, 1),
+    n_trans: f(221, 1),
+    comm: f(224, 16),
   },
 } as const satisfies LayoutSpec<string>;
+
+/** struct tcpspan_event: a rare event of a socket (retransmit, reset, error). */
+export const EVENT_LAYOUT = {
+  size: 88,
+  fields: {
+    ...HEAD_FIELDS,
+    life_start_ns: f(64, 8),
+    error: f(72, 4),
+    seq: f(76, 4),
+    segs: f(80, 2),
+    tcp_flags: f(82, 1),
+    life: f(83, 1),
+  },
+} as const satisfies LayoutSpec<string>;
+
+/** enum tcpspan_life: what a rare event's socket is known as. */
+export const Life = { None: 0, Client: 1, Server: 2, Midway: 3 } as const;
+
+/** TCPSPAN_MAX_TRANSITIONS */
+export const MAX_TRANSITIONS = 8;
 
 export const COUNTERS_LAYOUT = {
   size: 32,
@@ -69,7 +97,7 @@ export const FILTER_LAYOUT = {
     n_cidrs: f(416, 4),
     n_ports: f(420, 4),
     netns: f(424, 4),
-    flags: f(428, 4),
+    syn_sockops: f(428, 4),
   },
 } as const satisfies LayoutSpec<string>;
 
@@ -78,6 +106,7 @@ export const MAX_CIDRS = 16;
 
 /** The structs checked, by their C name. */
 export const WIRE_STRUCTS: Record<string, LayoutSpec<string>> = {
+  tcpspan_conn: CONN_LAYOUT,
   tcpspan_event: EVENT_LAYOUT,
   tcpspan_counters: COUNTERS_LAYOUT,
   tcpspan_cidr: CIDR_LAYOUT,

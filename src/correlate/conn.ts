@@ -1,0 +1,267 @@
+// One tracked connection end while it is open or lingering: numbers only until
+// emission, filled from the kernel's connection records (its life) and rare events.
+import { EventFlag, EventKind, isConnRecord, Life, TcpState as S, type KernelEvent } from '../decode/event.js';
+import { MAX_TRANSITIONS } from '../decode/wire-layout.js';
+import { LifeFact } from './close-rules.js';
+import { retransmitCode, socketEventCode, stateChangeCode, SYNACK_RETRANSMIT_CODE } from './span-events.js';
+import type { PendingSynAck } from './pending-synacks.js';
+
+// Conn.phase
+export const OPEN = 0, CLOSED = 1, DONE = 2;
+// Conn.kind: which end this host holds
+export const UNKNOWN = 0, CLIENT = 1, SERVER = 2;
+
+// Conn.flags
+export const F_OPEN_BEFORE_START = 1 << 0;
+export const F_LOSS = 1 << 1; //          records of this connection were lost
+export const F_LOSS_SUSPECT = 1 << 2; //  the ring lost records while it was open: its CLOSE may be one
+export const F_EVICTED = 1 << 3;
+export const F_INCOMPLETE = 1 << 4;
+export const F_HAS_LIFE = 1 << 5; //      a connection record was applied
+export const F_HAS_ISN = 1 << 6;
+export const F_HAS_STATS = 1 << 7;
+export const F_HAS_PID = 1 << 8;
+export const F_PEER_FIN = 1 << 9; //      the kernel saw the peer's FIN at the end (SOCK_DONE)
+
+const NO_TRANSITIONS: readonly number[] = Object.freeze([]);
+
+/**
+ * 32-bit values (netns, address words, ISNs) are kept as int32 (`| 0`, read back with
+ * `>>> 0`): V8 keeps those as small integers in the object, where a value >= 2^31
+ * would take a heap box.
+ */
+export class Conn {
+  readonly cookie: number;
+  netns: number;
+  family: number;
+  // addresses as the kernel's four 32-bit words, formatted once at emission
+  l0: number; l1: number; l2: number; l3: number;
+  r0: number; r1: number; r2: number; r3: number;
+  lport: number;
+  rport: number;
+  kind = UNKNOWN;
+  phase = OPEN;
+  /** closed, waiting out the linger */
+  lingering = false;
+  flags = 0;
+  /** LifeFact bits from rare events (resets) */
+  facts = 0;
+  /** the kernel's start of this life (its identity: a different one is a new life) */
+  lifeStartNs = 0;
+  startNs: number;
+  estNs = 0;
+  endNs = 0;
+  lastTsNs: number;
+  closeError = 0;
+  reportedError = 0;
+  isnLocal = 0;
+  isnPeer = 0;
+  /** the kernel's counts (connection records) and the rare records' own */
+  retransSegs = 0;
+  retransFailed = 0;
+  evRetransSegs = 0;
+  evRetransFailed = 0;
+  synAckRetrans = 0;
+  rttCount = 0;
+  rttMinUs = 0;
+  rttMaxUs = 0;
+  rttSumUs = 0;
+  srttUs = 0;
+  bytesAcked = 0;
+  bytesReceived = 0;
+  segsIn = 0;
+  segsOut = 0;
+  pid = 0;
+  comm = '';
+  /** first state left, then [code, ts, 0] per transition (span-events.ts) */
+  firstFrom = 0;
+  trans: readonly number[] = NO_TRANSITIONS;
+  /** transitions the kernel saw but did not keep */
+  transNotKept = 0;
+  /** rare events, packed (span-events.ts) */
+  events: number[] = [];
+  nEvents = 0;
+  droppedEvents = 0;
+  /** an RST sent while open: ends the connection only if the next transition is to CLOSE */
+  rstSentOpenNs = -1;
+
+  constructor(e: KernelEvent) {
+    this.cookie = e.cookie;
+    this.netns = e.netns | 0;
+    this.family = e.family;
+    this.l0 = e.laddr0 | 0; this.l1 = e.laddr1 | 0; this.l2 = e.laddr2 | 0; this.l3 = e.laddr3 | 0;
+    this.r0 = e.raddr0 | 0; this.r1 = e.raddr1 | 0; this.r2 = e.raddr2 | 0; this.r3 = e.raddr3 | 0;
+    this.lport = e.lport;
+    this.rport = e.rport;
+    this.lastTsNs = e.tsNs;
+    if (isConnRecord(e.kind)) {
+      this.startNs = e.startNs;
+      return;
+    }
+    // a rare event first: the kernel says what the socket's life is
+    this.lifeStartNs = e.lifeStartNs;
+    this.startNs = e.lifeStartNs > 0 ? e.lifeStartNs : e.tsNs;
+    if (e.life === Life.Client) this.kind = CLIENT;
+    else if (e.life === Life.Server) this.kind = SERVER;
+    else this.flags |= F_OPEN_BEFORE_START;
+  }
+
+  /** The state of the latest transition known, or -1. */
+  lastState(): number {
+    return this.trans.length > 0 ? (this.trans[this.trans.length - 3]! >> 3) & 0x1f : -1;
+  }
+
+  /** The state the latest transition left. */
+  lastFrom(): number {
+    const n = this.trans.length / 3;
+    if (n <= 1) return this.firstFrom;
+    return (this.trans[this.trans.length - 6]! >> 3) & 0x1f;
+  }
+}
+
+/** The kind of end a life is, from its first transition. */
+export function lifeKind(e: KernelEvent): number {
+  if (e.nTrans === 0) return UNKNOWN;
+  const first = e.transState[0]!;
+  if (e.firstOldstate === S.CLOSE && first === S.SYN_SENT) return CLIENT;
+  if (e.firstOldstate === S.LISTEN && first === S.SYN_RECV) return SERVER;
+  return UNKNOWN;
+}
+
+/** Takes a connection record (Open or Close): the life so far replaces what was known of it. */
+export function applyLife(c: Conn, e: KernelEvent): void {
+  if (e.lport !== 0 && e.rport !== 0) {
+    c.lport = e.lport; c.rport = e.rport; c.family = e.family; c.netns = e.netns | 0;
+    c.l0 = e.laddr0 | 0; c.l1 = e.laddr1 | 0; c.l2 = e.laddr2 | 0; c.l3 = e.laddr3 | 0;
+    c.r0 = e.raddr0 | 0; c.r1 = e.raddr1 | 0; c.r2 = e.raddr2 | 0; c.r3 = e.raddr3 | 0;
+  }
+  const first = (c.flags & F_HAS_LIFE) === 0;
+  c.flags |= F_HAS_LIFE;
+  if (first) {
+    c.flags &= ~F_OPEN_BEFORE_START;
+    c.kind = lifeKind(e);
+    c.lifeStartNs = e.startNs;
+    // a rare event may have come first: for a known start the kernel's is exact, else the first sight wins
+    if (c.kind === UNKNOWN) {
+      c.startNs = Math.min(c.startNs, e.startNs);
+      c.flags |= F_OPEN_BEFORE_START;
+    } else {
+      c.startNs = e.startNs;
+    }
+  }
+  const f = e.flags;
+  if ((f & EventFlag.Lost) !== 0) c.flags |= F_LOSS;
+  if ((c.flags & F_HAS_PID) === 0 && (f & EventFlag.Pid) !== 0) {
+    c.flags |= F_HAS_PID;
+    c.pid = e.pid;
+    c.comm = e.comm;
+  }
+  if ((f & EventFlag.Isn) !== 0 && (c.flags & F_HAS_ISN) === 0) {
+    c.flags |= F_HAS_ISN;
+    c.isnLocal = e.isnLocal | 0;
+    c.isnPeer = e.isnPeer | 0;
+  }
+  if ((f & EventFlag.Stats) !== 0) {
+    c.flags |= F_HAS_STATS;
+    c.bytesAcked = e.bytesAcked;
+    c.bytesReceived = e.bytesReceived;
+    c.segsIn = e.segsIn;
+    c.segsOut = e.segsOut;
+    c.srttUs = e.srttUs;
+  }
+  if ((f & EventFlag.PeerFin) !== 0) c.flags |= F_PEER_FIN;
+  if (e.rttCount > 0) {
+    c.rttCount = e.rttCount;
+    c.rttMinUs = e.rttMinUs;
+    c.rttMaxUs = e.rttMaxUs;
+    c.rttSumUs = e.rttSumUs;
+  }
+  c.retransSegs = e.retransSegs;
+  c.retransFailed = e.retransFailed;
+  c.lastTsNs = e.tsNs;
+
+  const kept = Math.min(e.nTrans, MAX_TRANSITIONS);
+  const trans = new Array<number>(3 * kept);
+  for (let i = 0; i < kept; i++) {
+    trans[3 * i] = stateChangeCode(e.transState[i]!);
+    trans[3 * i + 1] = e.transNs[i]!;
+    trans[3 * i + 2] = 0;
+    if (e.transState[i] === S.ESTABLISHED && c.estNs === 0) c.estNs = e.transNs[i]!;
+  }
+  c.firstFrom = e.firstOldstate;
+  c.trans = trans;
+  c.transNotKept = e.nTrans - kept;
+  if (c.rstSentOpenNs >= 0) resolveRstSent(c);
+
+  if (e.kind === EventKind.Close) {
+    c.phase = CLOSED;
+    c.endNs = e.tsNs;
+    c.closeError = e.error;
+  }
+}
+
+/** An RST sent while open ends the connection when the next transition after it is to CLOSE. */
+function resolveRstSent(c: Conn): void {
+  const t = c.trans;
+  for (let i = 0; i < t.length; i += 3) {
+    if (t[i + 1]! < c.rstSentOpenNs) continue;
+    if (((t[i]! >> 3) & 0x1f) === S.CLOSE) c.facts |= LifeFact.RstSentTerminal;
+    c.rstSentOpenNs = -1;
+    return;
+  }
+}
+
+/**
+ * Takes a rare event. Retransmits may be cut by the span-event cap before lifecycle
+ * events (resets, errors), which keep the last `reserve` slots.
+ */
+export function applyRare(c: Conn, e: KernelEvent, maxEvents: number, retransmitRoom: number): boolean {
+  c.lastTsNs = e.tsNs;
+  switch (e.kind) {
+    case EventKind.Retransmit: {
+      if (e.error !== 0) c.evRetransFailed++;
+      else c.evRetransSegs += e.segs;
+      return record(c, retransmitCode(e.state, e.tcpFlags, e.error), e.tsNs, e.segs, c.nEvents < retransmitRoom, maxEvents);
+    }
+    case EventKind.ResetReceived:
+      // a closed socket no longer takes segments: only an RST while open ends it
+      if (c.phase === OPEN) c.facts |= e.state === S.SYN_SENT ? LifeFact.RstReceived | LifeFact.RstReceivedSynSent : LifeFact.RstReceived;
+      return record(c, socketEventCode(e.kind, e.state), e.tsNs, 0, true, maxEvents);
+    case EventKind.ResetSent:
+      // the timewait socket's RSTs come after an orderly close and do not change it
+      if (e.state !== S.TIME_WAIT) {
+        if (c.phase === CLOSED || e.state === S.CLOSE) c.facts |= LifeFact.RstSentTerminal;
+        else c.rstSentOpenNs = e.tsNs;
+      }
+      return record(c, socketEventCode(e.kind, e.state), e.tsNs, 0, true, maxEvents);
+    default: // EventKind.Error
+      if (c.reportedError === 0) c.reportedError = e.error;
+      return record(c, socketEventCode(e.kind, e.state), e.tsNs, e.error, true, maxEvents);
+  }
+}
+
+/** SYN-ACK retransmits of this server end's tuple, from before its socket existed. */
+export function attachSynAcks(c: Conn, p: PendingSynAck, maxEvents: number, retransmitRoom: number): number {
+  c.synAckRetrans += p.count;
+  let cut = 0;
+  for (const t of p.times) {
+    if (t < c.startNs) c.startNs = t; // the SYN's arrival was not recorded
+    if (!record(c, SYNACK_RETRANSMIT_CODE, t, 1, c.nEvents < retransmitRoom, maxEvents)) cut++;
+  }
+  // retransmits beyond the stored times were cut like any other span event
+  for (let i = p.times.length; i < p.count; i++) {
+    if (!record(c, SYNACK_RETRANSMIT_CODE, p.lastNs, 1, c.nEvents < retransmitRoom, maxEvents)) cut++;
+  }
+  return cut;
+}
+
+/** Keeps a span event unless over the cap; false when cut (counted on the connection). */
+function record(c: Conn, code: number, tsNs: number, value: number, room: boolean, maxEvents: number): boolean {
+  if (!room || c.nEvents >= maxEvents) {
+    c.droppedEvents++;
+    return false;
+  }
+  c.events.push(code, tsNs, value);
+  c.nEvents++;
+  return true;
+}

@@ -1,0 +1,85 @@
+// A tracked connection end, finished, as the ConnectionRecord the export stage takes.
+import { AF_INET } from '../decode/event.js';
+import { formatAddress } from '../decode/format.js';
+import {
+  closeInitiator, closeReason, LifeFact, payloadReceived, payloadSent, transitionFacts,
+} from './close-rules.js';
+import {
+  CLIENT, F_EVICTED, F_HAS_ISN, F_HAS_PID, F_HAS_STATS, F_INCOMPLETE, F_LOSS, F_LOSS_SUSPECT,
+  F_OPEN_BEFORE_START, F_PEER_FIN, UNKNOWN, type Conn,
+} from './conn.js';
+import type { ConnectionKind, ConnectionRecord } from './connection-record.js';
+import { errnoName } from './errno.js';
+import { unpackEvents } from './span-events.js';
+import { randomTraceIdentity, traceIdentityFromIsn } from './trace-id.js';
+
+const CONNECTION_KINDS: readonly ConnectionKind[] = ['unknown', 'client', 'server'];
+const cut = [0];
+
+/** The record of a finished connection end; at most `maxEvents` span events. */
+export function toRecord(c: Conn, maxEvents: number): ConnectionRecord {
+  const f = c.flags;
+  const states: number[] = [];
+  for (let i = 0; i < c.trans.length; i += 3) states.push((c.trans[i]! >> 3) & 0x1f);
+  const facts = c.facts | ((f & F_INCOMPLETE) !== 0 ? LifeFact.Incomplete : 0) |
+    transitionFacts(c.firstFrom, states, states.length, c.closeError, (f & F_PEER_FIN) !== 0);
+  const reason = closeReason(facts, c.closeError);
+  const errno = c.closeError !== 0 ? c.closeError : c.reportedError;
+  const hasStats = (f & F_HAS_STATS) !== 0;
+  const known = c.kind !== UNKNOWN;
+  // an end that never closed while records were being lost: its CLOSE may be one of them
+  const lost = (f & F_LOSS) !== 0 || ((f & F_INCOMPLETE) !== 0 && (f & F_LOSS_SUSPECT) !== 0);
+
+  let traceId: string, spanId: string, parentSpanId: string | undefined;
+  if (known && (f & F_HAS_ISN) !== 0) {
+    const client = c.kind === CLIENT;
+    const local = c.isnLocal >>> 0, peer = c.isnPeer >>> 0;
+    const id = traceIdentityFromIsn(client ? local : peer, client ? peer : local);
+    traceId = id.traceId;
+    spanId = client ? id.clientSpanId : id.serverSpanId;
+    parentSpanId = client ? undefined : id.clientSpanId;
+  } else {
+    const id = randomTraceIdentity();
+    traceId = id.traceId;
+    spanId = id.spanId;
+  }
+  const events = unpackEvents(c.events, c.trans, maxEvents - c.nEvents, cut);
+
+  return {
+    cookie: c.cookie,
+    kind: CONNECTION_KINDS[c.kind]!,
+    family: c.family === AF_INET ? 'ipv4' : 'ipv6',
+    localAddress: formatAddress(c.family, c.l0 >>> 0, c.l1 >>> 0, c.l2 >>> 0, c.l3 >>> 0),
+    localPort: c.lport,
+    peerAddress: formatAddress(c.family, c.r0 >>> 0, c.r1 >>> 0, c.r2 >>> 0, c.r3 >>> 0),
+    peerPort: c.rport,
+    netns: c.netns >>> 0,
+    startNs: c.startNs,
+    endNs: c.endNs,
+    handshakeNs: known && c.estNs > 0 ? c.estNs - c.startNs : undefined,
+    closeReason: reason,
+    closeInitiator: closeInitiator(facts, reason, c.closeError),
+    errno,
+    errorName: errno !== 0 ? errnoName(errno) : undefined,
+    retransmits: Math.max(c.retransSegs, c.evRetransSegs) + c.synAckRetrans,
+    retransmitsFailed: Math.max(c.retransFailed, c.evRetransFailed),
+    rtt: c.rttCount > 0
+      ? { samples: c.rttCount, minUs: c.rttMinUs, avgUs: c.rttSumUs / c.rttCount, maxUs: c.rttMaxUs }
+      : undefined,
+    srttUs: hasStats && c.srttUs > 0 ? c.srttUs : undefined,
+    bytesSent: hasStats ? payloadSent(c.bytesAcked, c.kind === CLIENT && c.estNs > 0, facts) : undefined,
+    bytesReceived: hasStats ? payloadReceived(c.bytesReceived, facts) : undefined,
+    segmentsSent: hasStats ? c.segsOut : undefined,
+    segmentsReceived: hasStats ? c.segsIn : undefined,
+    pid: (f & F_HAS_PID) !== 0 ? c.pid : undefined,
+    executableName: (f & F_HAS_PID) !== 0 && c.comm !== '' ? c.comm : undefined,
+    openBeforeStart: (f & F_OPEN_BEFORE_START) !== 0,
+    kernelEventsLost: lost,
+    evicted: (f & F_EVICTED) !== 0,
+    traceId,
+    spanId,
+    parentSpanId,
+    events,
+    droppedEvents: c.droppedEvents + c.transNotKept + cut[0]!,
+  };
+}
