@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { buildLoadgens, runBulkload, runConnload, type ConnloadResult } from './loadgen.js';
 import { decodeEvent, newKernelEvent, recordMemory } from '../src/decode/event.js';
-import { EVENT_LAYOUT } from '../src/decode/wire-layout.js';
+import { CONN_LAYOUT } from '../src/decode/wire-layout.js';
 import { endToEnd, exportPathCeiling, memoryPerConnection } from './bridge-bench.js';
 import { spawnUntilReady, type ReadyProcess } from '../test/support/ready-process.js';
 
@@ -99,16 +99,17 @@ async function programCost(port: number) {
 /** Decoding alone: records laid out as in the ring, decoded into one reused object. */
 function decodeCost(): number {
   const n = 1 << 16;
-  const stride = EVENT_LAYOUT.size + 8;
+  const stride = CONN_LAYOUT.size + 8;
   const buf = new ArrayBuffer(n * stride);
   const view = new DataView(buf);
   for (let i = 0; i < n; i++) {
     const off = i * stride + 8;
-    view.setUint32(off + EVENT_LAYOUT.fields.cookie.offset, i, true);
-    view.setUint8(off + EVENT_LAYOUT.fields.kind.offset, 1);
-    view.setUint8(off + EVENT_LAYOUT.fields.flags.offset, 1);
-    view.setUint32(off + EVENT_LAYOUT.fields.pid.offset, 1000 + (i % 50), true);
-    new Uint8Array(buf, off + EVENT_LAYOUT.fields.comm.offset, 4).set([110, 111, 100, 101]);
+    view.setUint32(off + CONN_LAYOUT.fields.cookie.offset, i, true);
+    view.setUint8(off + CONN_LAYOUT.fields.kind.offset, 2); // Close: the record every span needs
+    view.setUint8(off + CONN_LAYOUT.fields.n_trans.offset, 5);
+    view.setUint8(off + CONN_LAYOUT.fields.flags.offset, 1);
+    view.setUint32(off + CONN_LAYOUT.fields.pid.offset, 1000 + (i % 50), true);
+    new Uint8Array(buf, off + CONN_LAYOUT.fields.comm.offset, 4).set([110, 111, 100, 101]);
   }
   const mem = recordMemory(buf);
   const out = newKernelEvent();

@@ -221,7 +221,8 @@ static __always_inline void set_tuple(struct tcpspan_conn *c, const struct tuple
 
 /*
  * Refreshes the tuple while the kernel still has it: a client's port is chosen
- * after SYN_SENT, and the kernel clears the ports at unhash and in tcp_disconnect().
+ * after SYN_SENT, and the kernel clears it at unhash (before the CLOSE tracepoint
+ * fires) and in tcp_disconnect().
  */
 static __always_inline void refresh_tuple(struct tcpspan_conn *c, const struct sock *sk)
 {
@@ -524,6 +525,9 @@ static __always_inline struct tcpspan_event *socket_event(const struct sock *sk,
 			__builtin_memcpy(t.raddr, si->c.raddr, 16);
 			t.lport = si->c.lport;
 			t.rport = si->c.rport;
+		} else if (!si->closed) {
+			/* a client's port is chosen after SYN_SENT and gone at CLOSE: keep it while seen */
+			set_tuple(&si->c, &t);
 		}
 		if (si->closed)
 			si = NULL; /* a trailing event of a closed life */

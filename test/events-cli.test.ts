@@ -22,14 +22,18 @@ describe('tcpspan events', () => {
     await server.close();
     assert.equal(code, 0);
     const lines = ev.stdout().trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
-    assert.equal(lines.length, 10, 'five transitions for each end');
-    const established = lines.find((l) => l['state'] === 'ESTABLISHED' && l['local'].port === client.localPort)!;
-    assert.deepEqual(Object.keys(established).sort(), ['family', 'isn', 'key', 'kind', 'local', 'netns', 'oldstate', 'pid', 'comm', 'remote', 'state', 'tcp', 'time', 'ts_ns'].sort());
-    assert.deepEqual({ kind: established['kind'], family: established['family'], local: established['local'], remote: established['remote'], oldstate: established['oldstate'], pid: established['pid'], comm: established['comm'] },
-      { kind: 'state', family: 'ipv4', local: { address: '127.0.0.1', port: client.localPort }, remote: { address: '127.0.0.1', port: server.port }, oldstate: 'SYN_SENT', pid: client.pid, comm: 'node' });
+    assert.equal(lines.length, 4, 'an Open and a Close record for each end');
+    const established = lines.find((l) => l['kind'] === 'open' && l['local'].port === client.localPort)!;
+    assert.deepEqual(Object.keys(established).sort(), ['comm', 'family', 'isn', 'key', 'kind', 'local', 'netns', 'pid', 'remote', 'start_ns', 'state', 'tcp', 'time', 'transitions', 'ts_ns'].sort());
+    assert.deepEqual({ kind: established['kind'], family: established['family'], local: established['local'], remote: established['remote'], state: established['state'], pid: established['pid'], comm: established['comm'] },
+      { kind: 'open', family: 'ipv4', local: { address: '127.0.0.1', port: client.localPort }, remote: { address: '127.0.0.1', port: server.port }, state: 'ESTABLISHED', pid: client.pid, comm: 'node' });
+    const closed = lines.find((l) => l['kind'] === 'close' && l['local'].port === client.localPort)!;
+    assert.deepEqual((closed['transitions'] as { from: string; to: string }[]).map((t) => `${t.from}>${t.to}`),
+      ['CLOSE>SYN_SENT', 'SYN_SENT>ESTABLISHED', 'ESTABLISHED>FIN_WAIT1', 'FIN_WAIT1>FIN_WAIT2', 'FIN_WAIT2>CLOSE']);
+    assert.equal(closed['start_ns'], closed['transitions'][0].ts_ns);
     assert.ok(Math.abs(Date.parse(established['time']) - Date.now()) < 10_000, 'time is wall-clock time');
     const summary = JSON.parse(ev.stderr().trim().split('\n').pop()!).tcpspan_events_summary;
-    assert.deepEqual(summary, { submitted: 10, received: 10, lost: { ringbuf_full: 0, in_transit: 0 }, untracked_sockets: 0, syn_times_not_recorded: 0, handler_errors: 0 });
+    assert.deepEqual(summary, { submitted: 4, received: 4, lost: { ringbuf_full: 0, in_transit: 0 }, untracked_sockets: 0, syn_times_not_recorded: 0, handler_errors: 0 });
   });
 
   it('should refuse a bad flag value with one line naming it, before attaching anything', async () => {

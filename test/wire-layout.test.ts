@@ -24,11 +24,11 @@ describe('wire layout', () => {
 
   it('should report a field that moved or changed size', () => {
     const moved = { name: 'tcpspan_event', size: EVENT_LAYOUT.size, members: Object.fromEntries(Object.entries(EVENT_LAYOUT.fields).map(([k, v]) => [k, { ...v }])) };
-    moved.members['pid'] = { offset: 104, size: 4 };
-    moved.members['comm'] = { offset: 160, size: 32 };
+    moved.members['seq'] = { offset: 80, size: 4 };
+    moved.members['segs'] = { offset: 80, size: 4 };
     assert.deepEqual(compareLayout(EVENT_LAYOUT, moved, 'tcpspan_event'), [
-      'tcpspan_event.pid is at 104 (+4) in the object, 100 (+4) in the decoder',
-      'tcpspan_event.comm is at 160 (+32) in the object, 160 (+16) in the decoder',
+      'tcpspan_event.seq is at 80 (+4) in the object, 76 (+4) in the decoder',
+      'tcpspan_event.segs is at 80 (+4) in the object, 80 (+2) in the decoder',
     ]);
     assert.deepEqual(compareLayout(EVENT_LAYOUT, undefined, 'tcpspan_event'), ['struct tcpspan_event is missing from the object\'s BTF']);
   });

@@ -3,14 +3,24 @@ import { statSync } from 'node:fs';
 import { openCapture, type Capture, type Counters } from '../../src/capture/probes.js';
 import { NO_FILTER, type FilterSpec } from '../../src/capture/filter.js';
 import { createRingPoller, type RingPoller } from '../../src/capture/ring-poller.js';
-import { decodeEvent, newKernelEvent, type KernelEvent } from '../../src/decode/event.js';
+import { decodeEvent, isConnRecord, MAX_TRANSITIONS, newKernelEvent, type KernelEvent } from '../../src/decode/event.js';
 import { localAddress, remoteAddress, stateName } from '../../src/decode/format.js';
 
 export interface CapturedEvent extends KernelEvent {
   local: string;
   remote: string;
   stateName: string;
-  oldstateName: string;
+  /** connection records: the transitions of the life so far, as 'FROM>TO' */
+  transitions: string[];
+}
+
+function transitionsOf(e: KernelEvent): string[] {
+  if (!isConnRecord(e.kind)) return [];
+  const out: string[] = [];
+  for (let i = 0; i < Math.min(e.nTrans, MAX_TRANSITIONS); i++) {
+    out.push(`${stateName(i === 0 ? e.firstOldstate : e.transState[i - 1]!)}>${stateName(e.transState[i]!)}`);
+  }
+  return out;
 }
 
 export interface CaptureSession {
@@ -34,8 +44,9 @@ export async function startCaptureSession(filter: Partial<FilterSpec> = {}): Pro
   const drain = (): number => capture.ring.drain((m, off) => {
     decodeEvent(m, off, scratch);
     events.push({
-      ...scratch, local: localAddress(scratch), remote: remoteAddress(scratch),
-      stateName: stateName(scratch.state), oldstateName: stateName(scratch.oldstate),
+      ...scratch, transNs: [...scratch.transNs], transState: [...scratch.transState],
+      local: localAddress(scratch), remote: remoteAddress(scratch), stateName: stateName(scratch.state),
+      transitions: transitionsOf(scratch),
     });
   });
   const poller: RingPoller = createRingPoller(capture.ring, drain, { busyIntervalMs: 2 });
