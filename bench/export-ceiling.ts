@@ -1,6 +1,7 @@
 // The export ceiling: how many connection spans per second one Node thread turns into
-// OTLP gRPC requests (SpanData -> toReadableSpan -> SpanExportQueue -> OTLPTraceExporter),
-// and what each costs in CPU. Prints figures, asserts nothing.
+// OTLP gRPC requests (SpanData -> SpanExportQueue -> tcpspan's OTLP gRPC exporter, or for
+// comparison the SDK's path: toReadableSpan -> OTLPTraceExporter), and what each costs in
+// CPU. Prints figures, asserts nothing.
 //
 //   node dist/bench/export-ceiling.js [SPANS [decoding|null]]    (default 200000, both)
 //
@@ -13,9 +14,21 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
-import type { SpanData, SpanEventData } from '../src/correlate/span-data.js';
+import type { InstrumentationScope } from '@opentelemetry/core';
+import type { Resource } from '@opentelemetry/resources';
+import type { SpanExporter } from '@opentelemetry/sdk-trace';
+import { toHrTime, type SpanData, type SpanEventData } from '../src/correlate/span-data.js';
 import { toReadableSpan } from '../src/export/readable-span.js';
-import { createSpanExportQueue } from '../src/export/span-export-queue.js';
+import { createOtlpGrpcSpanExporter } from '../src/export/otlp-grpc-span-exporter.js';
+import { createSpanExportQueue, type BatchExporter } from '../src/export/span-export-queue.js';
+
+/** The SDK's path, for comparison: a ReadableSpan per span, then the SDK's serializer. */
+function sdkPath(exporter: SpanExporter, resource: Resource, scope: InstrumentationScope): BatchExporter<SpanData> {
+  return {
+    export: (spans, cb) => exporter.export(spans.map((d) => toReadableSpan(d, resource, scope)), cb),
+    shutdown: () => exporter.shutdown(),
+  };
+}
 
 export interface ExportCeiling {
   spansPerSec: number;
@@ -34,12 +47,12 @@ const T0 = 1_763_000_000_000_000_000n;
 function connectionSpan(i: number): SpanData {
   const start = T0 + BigInt(i) * 50_000n;
   const st = (dt: bigint, s: string): SpanEventData =>
-    ({ name: 'tcp.state_change', timeUnixNano: start + dt, attributes: { 'network.connection.state': s } });
+    ({ name: 'tcp.state_change', time: toHrTime(start + dt), attributes: { 'network.connection.state': s } });
   return {
     name: 'tcp.connection', kind: 'client',
     traceId: (0xa3ce929d0e0e47364bf92f3500000000n + BigInt(i)).toString(16),
     spanId: (0x1000_0000_0000_0000n + BigInt(i)).toString(16),
-    startTimeUnixNano: start, endTimeUnixNano: start + 1_250_000n,
+    startTime: toHrTime(start), endTime: toHrTime(start + 1_250_000n),
     attributes: {
       'network.transport': 'tcp', 'network.type': 'ipv4',
       'network.local.address': '10.0.0.1', 'network.local.port': 10_000 + (i % 50_000),
@@ -53,7 +66,7 @@ function connectionSpan(i: number): SpanData {
       st(0n, 'syn_sent'), st(118_000n, 'established'), st(1_100_000n, 'fin_wait_1'),
       st(1_150_000n, 'fin_wait_2'), st(1_200_000n, 'time_wait'),
       {
-        name: 'tcp.retransmit', timeUnixNano: start + 500_000n,
+        name: 'tcp.retransmit', time: toHrTime(start + 500_000n),
         attributes: {
           'network.connection.state': 'established', 'tcp.retransmit.type': 'data',
           'tcp.retransmit.sent': true, 'tcp.retransmit.segments': 1,
@@ -70,10 +83,12 @@ function connectionSpan(i: number): SpanData {
  * fast as the queue takes them: when it is full, waits on a short flush rather than
  * dropping. Measured from the first span to the last export's acknowledgement.
  */
-export async function exportCeiling(opts: { spans: number; endpoint: string }): Promise<ExportCeiling> {
+export async function exportCeiling(opts: { spans: number; endpoint: string; path?: 'tcpspan' | 'sdk' }): Promise<ExportCeiling> {
   const resource = resourceFromAttributes({ 'service.name': 'tcpspan-bench', 'host.name': 'bench' });
   const scope = { name: 'tcpspan', version: '0.1.0' };
-  const exporter = new OTLPTraceExporter({ url: opts.endpoint, timeoutMillis: 30_000 });
+  const exporter: BatchExporter<SpanData> = opts.path === 'sdk'
+    ? sdkPath(new OTLPTraceExporter({ url: opts.endpoint, timeoutMillis: 30_000 }), resource, scope)
+    : createOtlpGrpcSpanExporter({ url: opts.endpoint, timeoutMillis: 30_000 }, resource, scope);
   const queue = createSpanExportQueue(exporter, {
     maxQueueSize: MAX_QUEUE, maxExportBatchSize: BATCH, scheduledDelayMs: 200, exportTimeoutMs: 30_000,
     maxRetries: 5, retryInitialDelayMs: 100, log: (m) => process.stderr.write(`export-ceiling: ${m}\n`),
@@ -81,7 +96,7 @@ export async function exportCeiling(opts: { spans: number; endpoint: string }): 
   const held = (): number => { const s = queue.stats(); return s.queued + s.inFlight; };
 
   // warm-up outside the measurement: JIT, the gRPC connection
-  for (let i = 0; i < BATCH; i++) queue.add(toReadableSpan(connectionSpan(i), resource, scope));
+  for (let i = 0; i < BATCH; i++) queue.add(connectionSpan(i));
   await queue.forceFlush(30_000);
 
   const cpu0 = process.cpuUsage();
@@ -90,7 +105,7 @@ export async function exportCeiling(opts: { spans: number; endpoint: string }): 
   while (made < opts.spans) {
     while (held() + CHUNK > MAX_QUEUE) await queue.forceFlush(2);
     const end = Math.min(opts.spans, made + CHUNK);
-    for (; made < end; made++) queue.add(toReadableSpan(connectionSpan(BATCH + made), resource, scope));
+    for (; made < end; made++) queue.add(connectionSpan(BATCH + made));
     await new Promise<void>((r) => setImmediate(r));
   }
   await queue.forceFlush(120_000);
@@ -161,27 +176,28 @@ async function receiverChild(kind: 'decoding' | 'null'): Promise<void> {
   });
 }
 
-async function measure(kind: 'decoding' | 'null', spans: number, pinned: boolean): Promise<void> {
+async function measure(kind: 'decoding' | 'null', spans: number, pinned: boolean, path: 'tcpspan' | 'sdk'): Promise<void> {
   const args = [__filename, '--receiver', kind];
   const child: ChildProcess = pinned
     ? spawn('taskset', ['-c', '0', process.execPath, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     : spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const [hello] = (await once(child, 'message')) as [{ endpoint: string }];
-  const result = await exportCeiling({ spans, endpoint: hello.endpoint });
+  const result = await exportCeiling({ spans, endpoint: hello.endpoint, path });
   child.send('done');
   const [bye] = (await once(child, 'message')) as [{ received: number; cpuMs: number }];
   const what = kind === 'null' ? 'requestsAcked' : 'spansDecoded';
   console.log(JSON.stringify({
-    receiver: kind, spans, ...result, [what]: bye.received, receiverCpuMs: bye.cpuMs, receiverPinnedToCpu0: pinned,
+    path, receiver: kind, spans, ...result, [what]: bye.received, receiverCpuMs: bye.cpuMs, receiverPinnedToCpu0: pinned,
   }));
 }
 
-/** Both receivers unless one is named: `export-ceiling.js [SPANS] [decoding|null]`. */
+/** Both receivers unless one is named, tcpspan's path unless `sdk`: `export-ceiling.js [SPANS] [decoding|null] [tcpspan|sdk]`. */
 async function main(): Promise<void> {
   const spans = Number(process.argv[2] ?? 200_000);
   const only = process.argv[3];
+  const path = process.argv[4] === 'sdk' ? 'sdk' : 'tcpspan';
   const pinned = spawnSync('taskset', ['--version']).status === 0;
-  for (const kind of ['decoding', 'null'] as const) if (only === undefined || only === kind) await measure(kind, spans, pinned);
+  for (const kind of ['decoding', 'null'] as const) if (only === undefined || only === kind) await measure(kind, spans, pinned, path);
 }
 
 if (require.main === module) {

@@ -229,6 +229,12 @@ static __always_inline void refresh_tuple(struct tcpspan_conn *c, const struct s
 	struct tuple t = {};
 
 	tuple_of(&sk->__sk_common, &t);
+	if (!t.lport && !c->lport) {
+		/* unhash cleared inet_num before CLOSE; inet_sport still holds the port */
+		const struct inet_sock *inet = (const struct inet_sock *)sk;
+
+		t.lport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
+	}
 	if (t.lport && t.rport)
 		set_tuple(c, &t);
 }
@@ -515,8 +521,12 @@ static __always_inline struct tcpspan_event *socket_event(const struct sock *sk,
 
 	tuple_of(&sk->__sk_common, &t);
 	netns = netns_of(&sk->__sk_common);
-	if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV) {
-		si = track(sk, bpf_ktime_get_ns());
+	if (state == TCP_CLOSE)
+		/* a closed socket starts no life: an unseen one's trailing events are filtered on their tuple */
+		si = bpf_sk_storage_get(&socks, (void *)sk, NULL, 0);
+	if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV && (state != TCP_CLOSE || si)) {
+		if (!si)
+			si = track(sk, bpf_ktime_get_ns());
 		if (!si)
 			return NULL; /* filtered out, or no memory (counted) */
 		if (!t.lport || !t.rport) {

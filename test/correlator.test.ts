@@ -3,16 +3,16 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import * as incubating from '@opentelemetry/semantic-conventions/incubating';
-import { TcpState as S, type KernelEvent } from '../src/decode/event.js';
+import { EventFlag, EventKind, TcpState as S, newKernelEvent, type KernelEvent } from '../src/decode/event.js';
 import type { KernelStep } from './support/event-builder.js';
 import {
   createCorrelator, EVENT_DROP_REASONS, SYNACK_PENDING_TTL_NS, type CorrelatorOptions, type CorrelatorStats, type EventDropReason,
 } from '../src/correlate/correlator.js';
 import type { ConnectionEvent, ConnectionRecord } from '../src/correlate/connection-record.js';
 import { randomTraceIdentity, traceIdentityFromIsn } from '../src/correlate/trace-id.js';
-import { toHrTime, toSpanData, type SpanData } from '../src/correlate/span-data.js';
+import { epochOffset, toHrTime, toSpanData, type SpanData } from '../src/correlate/span-data.js';
 import * as sc from '../src/correlate/semconv.js';
-import { Endpoint, NETNS, T0, addressWords, drive, isn, ms, pid, rtt, stats, us } from './support/event-builder.js';
+import { Endpoint, NETNS, T0, addressWords, drive, feed, isn, ms, pid, rtt, simulateKernel, stats, us } from './support/event-builder.js';
 
 const OPTS: CorrelatorOptions = { maxConnections: 100, maxEventsPerSpan: 32, lingerMs: 100, maxPendingSynAcks: 16 };
 const LINGER_NS = 100e6;
@@ -134,13 +134,14 @@ const passiveCloseRecord = record({
 
 describe('Correlator', () => {
   describe('active close', () => {
-    it('should emit one client record after the linger, with bytes net of SYN and FIN', () => {
+    it('should emit one client record at its orderly close, without linger, with bytes net of SYN and FIN', () => {
       const { c, out } = setup();
-      drive(c, activeClose);
+      drive(c, activeClose.slice(0, -1));
       assert.deepEqual(out, []);
-      assert.deepEqual(c.stats(), { ...idle(0), lingeringConnections: 1 });
-      c.tick(us(3250) + LINGER_NS - 1);
-      assert.deepEqual(out, []);
+      assert.deepEqual(c.stats(), { ...idle(0), openConnections: 1 });
+      drive(c, activeClose.slice(-1));
+      assert.deepEqual(out, [activeCloseRecord]);
+      assert.deepEqual(c.stats(), idle(1));
       c.tick(us(3250) + LINGER_NS);
       assert.deepEqual(out, [activeCloseRecord]);
       assert.deepEqual(c.stats(), idle(1));
@@ -177,8 +178,9 @@ describe('Correlator', () => {
         startNs: us(0), endNs: us(1500), handshakeNs: 100_000, closeReason: 'fin', closeInitiator: 'local',
         rtt: undefined, srttUs: 100, bytesSent: 10, bytesReceived: 40, segmentsSent: 4, segmentsReceived: 5,
         traceId: id.traceId, spanId: id.clientSpanId,
+        // the life ends at TIME_WAIT (its Close record): the kernel ignores the TIME_WAIT>CLOSE after it
         events: [st(us(0), 'syn_sent'), st(us(100), 'established'), st(us(900), 'fin_wait_1'), st(us(1000), 'fin_wait_2'),
-          st(us(1500), 'time_wait'), st(us(1501), 'closed')],
+          st(us(1500), 'time_wait')],
       })]);
     });
 
@@ -294,10 +296,15 @@ describe('Correlator', () => {
         // the abortive close: CLOSE first (error 0), then the RST, then ECONNRESET on this socket
         e.state(ms(5), S.ESTABLISHED, S.CLOSE, srv, stats(0, 10, 2, 1, 100), rtt(1, 100, 100, 100)),
       ]);
+      // not an orderly close: it lingers lingerMs for what the kernel reports after the CLOSE
       c.tick(ms(5) + LINGER_NS / 2);
       assert.deepEqual(out, []);
+      assert.deepEqual(c.stats(), { ...idle(0), lingeringConnections: 1 });
       drive(c, [e.resetSent(ms(5) + 2000, S.CLOSE, srv, rtt(1, 100, 100, 100)), e.error(ms(5) + 3000, 104, srv)]);
+      c.tick(ms(5) + LINGER_NS - 1);
+      assert.deepEqual(out, []);
       c.tick(ms(5) + LINGER_NS);
+      assert.deepEqual(c.stats(), idle(1));
       const id = ids(0x0c0c0c0c, 0x5e5e5e5e);
       assert.deepEqual(out, [record({
         cookie: 505, kind: 'server', localAddress: '10.1.0.1', localPort: 8080, peerAddress: '10.1.0.2', peerPort: 45555,
@@ -349,24 +356,30 @@ describe('Correlator', () => {
       })]);
     });
 
-    it('should keep fin when the RST comes from the timewait socket after an orderly close', () => {
+    it('should keep fin when the RST comes from the timewait socket after an orderly close (emitted already: closed_socket)', () => {
       const e = new Endpoint({ cookie: 506, local: '10.1.0.1', lport: 40506, peer: '10.1.0.2', rport: 80 });
-      const { out } = run([
+      const { c, out } = setup();
+      drive(c, [
         e.state(us(0), S.CLOSE, S.SYN_SENT),
         e.state(us(10), S.SYN_SENT, S.ESTABLISHED, isn(5, 6)),
         e.state(us(20), S.ESTABLISHED, S.FIN_WAIT1),
         e.state(us(30), S.FIN_WAIT1, S.FIN_WAIT2),
         e.state(us(40), S.FIN_WAIT2, S.CLOSE),
-        e.resetSent(us(50), S.TIME_WAIT),
       ]);
       const id = ids(5, 6);
-      assert.deepEqual(out, [record({
+      const want = [record({
         cookie: 506, kind: 'client', localAddress: '10.1.0.1', localPort: 40506, peerAddress: '10.1.0.2', peerPort: 80,
         startNs: us(0), endNs: us(40), handshakeNs: 10_000, closeReason: 'fin', closeInitiator: 'local',
         rtt: undefined, srttUs: undefined, bytesSent: undefined, bytesReceived: undefined, segmentsSent: undefined, segmentsReceived: undefined,
         traceId: id.traceId, spanId: id.clientSpanId,
-        events: [st(us(0), 'syn_sent'), st(us(10), 'established'), st(us(20), 'fin_wait_1'), st(us(30), 'fin_wait_2'), st(us(40), 'closed'), rstTx(us(50), 'time_wait')],
-      })]);
+        events: [st(us(0), 'syn_sent'), st(us(10), 'established'), st(us(20), 'fin_wait_1'), st(us(30), 'fin_wait_2'), st(us(40), 'closed')],
+      })];
+      assert.deepEqual(out, want);
+      // the timewait socket has no life (life None): its RST cannot reopen or change the record
+      drive(c, [e.resetSent(us(50), S.TIME_WAIT)]);
+      c.flush(ms(1000));
+      assert.deepEqual(out, want);
+      assert.deepEqual(c.stats(), idle(1, { closed_socket: 1 }));
     });
   });
 
@@ -545,16 +558,14 @@ describe('Correlator', () => {
   });
 
   describe('open before start', () => {
-    it('should record a connection first seen retransmitting, and drop events of closed sockets it never tracked', () => {
+    it('should record a connection first seen retransmitting', () => {
       const e = new Endpoint({ cookie: 1313, local: '10.0.0.1', lport: 6379, peer: '10.0.0.60', rport: 33000 });
-      const ghost = new Endpoint({ cookie: 1314, local: '10.0.0.1', lport: 6379, peer: '10.0.0.61', rport: 33001 });
       const { c, out } = run([
+        // the kernel gives the socket a life at first sight (life Midway): its start is this retransmit
         e.retransmit(ms(0), S.ESTABLISHED, 0x18, 1, 0, stats(900, 100, 10, 12, 5000)),
         e.resetReceived(ms(50), S.ESTABLISHED),
         e.state(ms(50) + 100, S.ESTABLISHED, S.CLOSE, stats(900, 100, 11, 12, 5000), { error: 104 }),
         e.error(ms(50) + 200, 104),
-        ghost.error(ms(60), 104),
-        ghost.resetSent(ms(61), S.CLOSE),
       ]);
       assert.deepEqual(out.map(randomIds), [record({
         cookie: 1313, kind: 'unknown', localAddress: '10.0.0.1', localPort: 6379, peerAddress: '10.0.0.60', peerPort: 33000,
@@ -564,25 +575,42 @@ describe('Correlator', () => {
         traceId: RANDOM, spanId: RANDOM,
         events: [retx(ms(0), 'established', 'data', 1), rstRx(ms(50), 'established'), st(ms(50) + 100, 'closed'), err(ms(50) + 200, 'ECONNRESET', 104)],
       })]);
-      assert.deepEqual(c.stats(), idle(1, { closed_socket: 2 }));
+      assert.deepEqual(c.stats(), idle(1));
     });
-  });
 
-  describe('duplicated events', () => {
-    it('should ignore an event repeated back to back and count it', () => {
-      const { c, out } = run(activeClose.flatMap((e) => [e, e]));
-      assert.deepEqual(out, [activeCloseRecord]);
-      assert.deepEqual(c.stats(), idle(1, { duplicate: 5 }));
+    // the kernel starts no life for a socket already closed: its events come with life None
+    it('should drop events of closed sockets it never tracked', () => {
+      const ghost = new Endpoint({ cookie: 1314, local: '10.0.0.1', lport: 6379, peer: '10.0.0.61', rport: 33001 });
+      const { c, out } = setup();
+      drive(c, [ghost.error(ms(60), 104), ghost.resetSent(ms(61), S.CLOSE)]);
+      c.tick(ms(61) + LINGER_NS);
+      c.flush(ms(1000));
+      assert.deepEqual(out, []);
+      assert.deepEqual(c.stats(), idle(0, { closed_socket: 2 }));
     });
   });
 
   describe('late events', () => {
-    it('should count events for a connection already emitted instead of opening a new one', () => {
-      const { c, out } = run(activeClose);
-      drive(c, [CLIENT.resetSent(us(3250) + LINGER_NS + 1, S.CLOSE), CLIENT.error(us(3250) + LINGER_NS + 2, 104)]);
+    it('should count events for a connection already emitted as closed_socket instead of opening a new one', () => {
+      const e = new Endpoint({ cookie: 362, local: '10.0.0.5', lport: 40362, peer: '192.0.2.1', rport: 80 });
+      const { c, out } = setup();
+      // an orderly close is emitted at once; the kernel sends what follows with life None
+      drive(c, activeClose);
+      drive(c, [CLIENT.resetSent(us(3250) + 1, S.CLOSE), CLIENT.error(us(3250) + 2, 104)]);
+      // any other close is emitted when its linger runs out; what comes after that is late too
+      drive(c, [e.state(ms(0), S.CLOSE, S.SYN_SENT), e.state(ms(3), S.SYN_SENT, S.CLOSE, { error: 113 })]);
+      c.tick(ms(3) + LINGER_NS);
+      drive(c, [e.error(ms(3) + LINGER_NS + 1, 113)]);
       c.flush(ms(1000));
-      assert.deepEqual(out, [activeCloseRecord]);
-      assert.deepEqual(c.stats(), idle(1, { late: 2 }));
+      assert.deepEqual(out.map((r) => (r.cookie === 362 ? randomIds(r) : r)), [activeCloseRecord, record({
+        cookie: 362, kind: 'client', localAddress: '10.0.0.5', localPort: 40362, peerAddress: '192.0.2.1', peerPort: 80,
+        startNs: ms(0), endNs: ms(3), handshakeNs: undefined, closeReason: 'aborted', closeInitiator: undefined,
+        errno: 113, errorName: 'EHOSTUNREACH',
+        rtt: undefined, srttUs: undefined, bytesSent: undefined, bytesReceived: undefined, segmentsSent: undefined, segmentsReceived: undefined,
+        traceId: RANDOM, spanId: RANDOM,
+        events: [st(ms(0), 'syn_sent'), st(ms(3), 'closed')],
+      })]);
+      assert.deepEqual(c.stats(), idle(2, { closed_socket: 3 }));
     });
   });
 
@@ -615,114 +643,156 @@ describe('Correlator', () => {
       ]);
     });
 
-    it('should emit the lingering record at once when the same socket connects again', () => {
-      const e = new Endpoint({ cookie: 51, local: '10.0.0.1', lport: 40051, peer: '10.0.0.2', rport: 80 });
+    const e51 = new Endpoint({ cookie: 51, local: '10.0.0.1', lport: 40051, peer: '10.0.0.2', rport: 80 });
+    const common51 = {
+      cookie: 51, kind: 'client', localAddress: '10.0.0.1', localPort: 40051, peerAddress: '10.0.0.2', peerPort: 80,
+      rtt: undefined, srttUs: undefined, bytesSent: undefined, bytesReceived: undefined, segmentsSent: undefined, segmentsReceived: undefined,
+    } as const;
+    const refused51 = record({
+      ...common51, startNs: ms(0), endNs: ms(1) + 1, handshakeNs: undefined, closeReason: 'refused', closeInitiator: 'peer',
+      errno: 111, errorName: 'ECONNREFUSED', traceId: RANDOM, spanId: RANDOM,
+      events: [st(ms(0), 'syn_sent'), rstRx(ms(1), 'syn_sent'), st(ms(1) + 1, 'closed'), err(ms(1) + 2, 'ECONNREFUSED', 111)],
+    });
+    const refusedSteps51 = [
+      e51.state(ms(0), S.CLOSE, S.SYN_SENT), e51.resetReceived(ms(1), S.SYN_SENT), e51.state(ms(1) + 1, S.SYN_SENT, S.CLOSE, { error: 111 }),
+      e51.error(ms(1) + 2, 111),
+    ];
+    const closeSteps51 = [e51.state(ms(4), S.ESTABLISHED, S.CLOSE_WAIT), e51.state(ms(5), S.CLOSE_WAIT, S.LAST_ACK), e51.state(ms(6), S.LAST_ACK, S.CLOSE)];
+
+    it('should emit the lingering record at once when the same socket\'s next life is reported', () => {
       const { c, out } = setup();
-      drive(c, [
-        e.state(ms(0), S.CLOSE, S.SYN_SENT), e.resetReceived(ms(1), S.SYN_SENT), e.state(ms(1) + 1, S.SYN_SENT, S.CLOSE, { error: 111 }),
-        e.error(ms(1) + 2, 111),
-        e.state(ms(2), S.CLOSE, S.SYN_SENT), // connect() again on the same socket
-      ]);
-      assert.equal(out.length, 1);
-      drive(c, [e.state(ms(3), S.SYN_SENT, S.ESTABLISHED, isn(7, 8)), e.state(ms(4), S.ESTABLISHED, S.CLOSE_WAIT),
-        e.state(ms(5), S.CLOSE_WAIT, S.LAST_ACK), e.state(ms(6), S.LAST_ACK, S.CLOSE)]);
-      c.tick(ms(6) + LINGER_NS);
+      drive(c, [...refusedSteps51, e51.state(ms(2), S.CLOSE, S.SYN_SENT)]); // connect() again on the same socket
+      // the kernel reports the new life at ESTABLISHED (its Open record); until then the refused one lingers
+      assert.deepEqual(out, []);
+      assert.deepEqual(c.stats(), { ...idle(0), lingeringConnections: 1 });
+      drive(c, [e51.state(ms(3), S.SYN_SENT, S.ESTABLISHED, isn(7, 8))]);
+      assert.deepEqual(out.map(randomIds), [refused51]);
+      assert.deepEqual(c.stats(), { ...idle(1), openConnections: 1 });
+      drive(c, closeSteps51);
       const id = ids(7, 8);
-      const common = {
-        cookie: 51, kind: 'client', localAddress: '10.0.0.1', localPort: 40051, peerAddress: '10.0.0.2', peerPort: 80,
-        rtt: undefined, srttUs: undefined, bytesSent: undefined, bytesReceived: undefined, segmentsSent: undefined, segmentsReceived: undefined,
-      } as const;
       assert.deepEqual(out.map((r, i) => (i === 0 ? randomIds(r) : r)), [
+        refused51,
         record({
-          ...common, startNs: ms(0), endNs: ms(1) + 1, handshakeNs: undefined, closeReason: 'refused', closeInitiator: 'peer',
-          errno: 111, errorName: 'ECONNREFUSED', traceId: RANDOM, spanId: RANDOM,
-          events: [st(ms(0), 'syn_sent'), rstRx(ms(1), 'syn_sent'), st(ms(1) + 1, 'closed'), err(ms(1) + 2, 'ECONNREFUSED', 111)],
-        }),
-        record({
-          ...common, startNs: ms(2), endNs: ms(6), handshakeNs: 1e6, closeReason: 'fin', closeInitiator: 'peer',
+          ...common51, startNs: ms(2), endNs: ms(6), handshakeNs: 1e6, closeReason: 'fin', closeInitiator: 'peer',
           traceId: id.traceId, spanId: id.clientSpanId,
           events: [st(ms(2), 'syn_sent'), st(ms(3), 'established'), st(ms(4), 'close_wait'), st(ms(5), 'last_ack'), st(ms(6), 'closed')],
         }),
       ]);
+      assert.deepEqual(c.stats(), idle(2));
     });
-  });
 
-  describe('listening sockets', () => {
-    it('should not make connections of listeners', () => {
-      const l = new Endpoint({ cookie: 61, local: '0.0.0.0', lport: 80, peer: '0.0.0.0', rport: 0 });
+    it('should attach a rare event of the next life to that life, not to the lingering previous one', () => {
       const { c, out } = setup();
-      drive(c, [l.state(ms(0), S.CLOSE, S.LISTEN), l.state(ms(1), S.LISTEN, S.CLOSE)]);
-      c.flush(ms(2));
-      assert.deepEqual(out, []);
-      assert.deepEqual(c.stats(), idle(0, { listening_socket: 2 }));
+      drive(c, [
+        ...refusedSteps51, e51.state(ms(2), S.CLOSE, S.SYN_SENT), e51.retransmit(ms(2) + 500, S.SYN_SENT, 0x02, 1, 0),
+        e51.state(ms(3), S.SYN_SENT, S.ESTABLISHED, isn(7, 8)), ...closeSteps51,
+      ]);
+      const id = ids(7, 8);
+      assert.deepEqual(out.map((r, i) => (i === 0 ? randomIds(r) : r)), [
+        refused51,
+        record({
+          ...common51, startNs: ms(2), endNs: ms(6), handshakeNs: 1e6, closeReason: 'fin', closeInitiator: 'peer', retransmits: 1,
+          traceId: id.traceId, spanId: id.clientSpanId,
+          events: [st(ms(2), 'syn_sent'), retx(ms(2) + 500, 'syn_sent', 'syn', 1), st(ms(3), 'established'), st(ms(4), 'close_wait'),
+            st(ms(5), 'last_ack'), st(ms(6), 'closed')],
+        }),
+      ]);
     });
   });
 
   describe('kernel loss', () => {
-    it('should flag open connections and start-less ones after the loss, not connections seen starting', () => {
+    it('should flag ends whose life lost a record, and ends open at flush after a loss; not ends whose Close came', () => {
       const a = new Endpoint({ cookie: 1, local: '10.0.0.1', lport: 40001, peer: '10.0.0.2', rport: 80 });
       const b = new Endpoint({ cookie: 2, local: '10.0.0.1', lport: 80, peer: '10.0.0.3', rport: 50002 });
       const d = new Endpoint({ cookie: 3, local: '10.0.0.1', lport: 40003, peer: '10.0.0.2', rport: 80 });
+      const o = new Endpoint({ cookie: 4, local: '10.0.0.1', lport: 40004, peer: '10.0.0.2', rport: 80 });
       const { c, out } = setup();
-      drive(c, [a.state(ms(0), S.CLOSE, S.SYN_SENT), a.state(ms(1), S.SYN_SENT, S.ESTABLISHED, isn(10, 20))]);
-      c.markKernelLoss();
       drive(c, [
-        b.state(ms(5), S.ESTABLISHED, S.CLOSE_WAIT),
+        a.state(ms(0), S.CLOSE, S.SYN_SENT), a.state(ms(1), S.SYN_SENT, S.ESTABLISHED, isn(10, 20)),
+        o.state(ms(2), S.CLOSE, S.SYN_SENT), o.state(ms(3), S.SYN_SENT, S.ESTABLISHED, isn(50, 60)),
+      ]);
+      c.markKernelLoss();
+      // b's life is seen midway; the kernel could not write one of its records (ring full) and says so at its Close
+      const bRecords = simulateKernel([
+        b.state(ms(5), S.ESTABLISHED, S.CLOSE_WAIT), b.state(ms(13), S.CLOSE_WAIT, S.LAST_ACK), b.state(ms(14), S.LAST_ACK, S.CLOSE),
+      ]).map((r) => (r.kind === EventKind.Close ? { ...r, flags: r.flags | EventFlag.Lost } : r));
+      drive(c, [
         d.state(ms(6), S.CLOSE, S.SYN_SENT), d.state(ms(7), S.SYN_SENT, S.ESTABLISHED, isn(30, 40)),
         a.state(ms(10), S.ESTABLISHED, S.FIN_WAIT1), a.state(ms(11), S.FIN_WAIT1, S.FIN_WAIT2), a.state(ms(12), S.FIN_WAIT2, S.CLOSE),
-        b.state(ms(13), S.CLOSE_WAIT, S.LAST_ACK), b.state(ms(14), S.LAST_ACK, S.CLOSE),
-        d.state(ms(15), S.ESTABLISHED, S.FIN_WAIT1), d.state(ms(16), S.FIN_WAIT1, S.FIN_WAIT2), d.state(ms(17), S.FIN_WAIT2, S.CLOSE),
       ]);
-      c.tick(ms(17) + LINGER_NS);
+      feed(c, bRecords);
+      c.flush(ms(20));
       const noStats = {
         rtt: undefined, srttUs: undefined, bytesSent: undefined, bytesReceived: undefined, segmentsSent: undefined, segmentsReceived: undefined,
       };
-      const idA = ids(10, 20), idD = ids(30, 40);
+      const client = { kind: 'client', localAddress: '10.0.0.1', peerAddress: '10.0.0.2', peerPort: 80, handshakeNs: 1e6 } as const;
+      const idA = ids(10, 20), idD = ids(30, 40), idO = ids(50, 60);
       assert.deepEqual(out.map((r) => (r.cookie === 2 ? randomIds(r) : r)), [
+        // open at the loss, but its Close came, and its life says nothing of it was lost
         record({
-          ...noStats, cookie: 1, kind: 'client', localAddress: '10.0.0.1', localPort: 40001, peerAddress: '10.0.0.2', peerPort: 80,
-          startNs: ms(0), endNs: ms(12), handshakeNs: 1e6, closeReason: 'fin', closeInitiator: 'local', kernelEventsLost: true,
+          ...noStats, ...client, cookie: 1, localPort: 40001,
+          startNs: ms(0), endNs: ms(12), closeReason: 'fin', closeInitiator: 'local',
           traceId: idA.traceId, spanId: idA.clientSpanId,
           events: [st(ms(0), 'syn_sent'), st(ms(1), 'established'), st(ms(10), 'fin_wait_1'), st(ms(11), 'fin_wait_2'), st(ms(12), 'closed')],
         }),
         record({
           ...noStats, cookie: 2, kind: 'unknown', localAddress: '10.0.0.1', localPort: 80, peerAddress: '10.0.0.3', peerPort: 50002,
-          startNs: ms(5), endNs: ms(14), handshakeNs: undefined, closeReason: 'fin', closeInitiator: 'peer', kernelEventsLost: true,
-          traceId: RANDOM, spanId: RANDOM,
+          startNs: ms(5), endNs: ms(14), handshakeNs: undefined, closeReason: 'fin', closeInitiator: 'peer', openBeforeStart: true,
+          kernelEventsLost: true, traceId: RANDOM, spanId: RANDOM,
           events: [st(ms(5), 'close_wait'), st(ms(13), 'last_ack'), st(ms(14), 'closed')],
         }),
+        // open at the loss and still open at flush: its Close may have been lost
         record({
-          ...noStats, cookie: 3, kind: 'client', localAddress: '10.0.0.1', localPort: 40003, peerAddress: '10.0.0.2', peerPort: 80,
-          startNs: ms(6), endNs: ms(17), handshakeNs: 1e6, closeReason: 'fin', closeInitiator: 'local',
-          traceId: idD.traceId, spanId: idD.clientSpanId,
-          events: [st(ms(6), 'syn_sent'), st(ms(7), 'established'), st(ms(15), 'fin_wait_1'), st(ms(16), 'fin_wait_2'), st(ms(17), 'closed')],
+          ...noStats, ...client, cookie: 4, localPort: 40004,
+          startNs: ms(2), endNs: ms(20), closeReason: 'incomplete', closeInitiator: undefined, kernelEventsLost: true,
+          traceId: idO.traceId, spanId: idO.clientSpanId, events: [st(ms(2), 'syn_sent'), st(ms(3), 'established')],
+        }),
+        // opened after the loss: not flagged
+        record({
+          ...noStats, ...client, cookie: 3, localPort: 40003,
+          startNs: ms(6), endNs: ms(20), closeReason: 'incomplete', closeInitiator: undefined,
+          traceId: idD.traceId, spanId: idD.clientSpanId, events: [st(ms(6), 'syn_sent'), st(ms(7), 'established')],
         }),
       ]);
+      assert.deepEqual(c.stats(), idle(4));
     });
   });
 
   describe('shutdown', () => {
     it('should end open connections as incomplete, finalize lingering ones normally, and be safe to call twice', () => {
       const open = new Endpoint({ cookie: 21, local: '10.0.0.1', lport: 40021, peer: '10.0.0.2', rport: 80 });
+      const reset = new Endpoint({ cookie: 22, local: '10.0.0.1', lport: 40022, peer: '10.0.0.2', rport: 80 });
       const { c, out } = setup();
       drive(c, [
         open.state(ms(0), S.CLOSE, S.SYN_SENT, curl), open.state(ms(1), S.SYN_SENT, S.ESTABLISHED, curl, isn(21, 12), stats(1, 0, 1, 1, 900)),
+        reset.state(ms(2), S.CLOSE, S.SYN_SENT), reset.state(ms(3), S.SYN_SENT, S.ESTABLISHED, isn(22, 23)),
+        reset.resetReceived(ms(4), S.ESTABLISHED), reset.state(ms(4) + 1, S.ESTABLISHED, S.CLOSE, { error: 104 }),
         ...activeClose,
       ]);
-      assert.deepEqual(c.stats(), { ...idle(0), openConnections: 1, lingeringConnections: 1 });
+      // the orderly close is out already; the reset one lingers
+      assert.deepEqual(out, [activeCloseRecord]);
+      assert.deepEqual(c.stats(), { ...idle(1), openConnections: 1, lingeringConnections: 1 });
       c.flush(ms(6));
       c.flush(ms(7));
-      const id = ids(21, 12);
+      const id = ids(21, 12), idReset = ids(22, 23);
       assert.deepEqual(out, [
+        activeCloseRecord,
         record({
           cookie: 21, kind: 'client', localAddress: '10.0.0.1', localPort: 40021, peerAddress: '10.0.0.2', peerPort: 80,
           startNs: ms(0), endNs: ms(6), handshakeNs: 1e6, closeReason: 'incomplete', closeInitiator: undefined,
           rtt: undefined, srttUs: 900, bytesSent: 0, bytesReceived: 0, segmentsSent: 1, segmentsReceived: 1, pid: 1234, executableName: 'curl',
           traceId: id.traceId, spanId: id.clientSpanId, events: [st(ms(0), 'syn_sent'), st(ms(1), 'established')],
         }),
-        activeCloseRecord,
+        record({
+          cookie: 22, kind: 'client', localAddress: '10.0.0.1', localPort: 40022, peerAddress: '10.0.0.2', peerPort: 80,
+          startNs: ms(2), endNs: ms(4) + 1, handshakeNs: 1e6, closeReason: 'reset_received', closeInitiator: 'peer',
+          errno: 104, errorName: 'ECONNRESET',
+          rtt: undefined, srttUs: undefined, bytesSent: undefined, bytesReceived: undefined, segmentsSent: undefined, segmentsReceived: undefined,
+          traceId: idReset.traceId, spanId: idReset.clientSpanId,
+          events: [st(ms(2), 'syn_sent'), st(ms(3), 'established'), rstRx(ms(4), 'established'), st(ms(4) + 1, 'closed')],
+        }),
       ]);
-      assert.deepEqual(c.stats(), idle(2));
+      assert.deepEqual(c.stats(), idle(3));
     });
   });
 
@@ -736,32 +806,48 @@ describe('Correlator', () => {
       cookie: 31, traceId: ids(31, 13).traceId, spanId: ids(31, 13).clientSpanId,
     } as const;
 
+    const evictedA = record({
+      ...base, endNs: ms(4), closeReason: 'incomplete', closeInitiator: undefined, evicted: true,
+      events: [st(ms(0), 'syn_sent'), st(ms(1), 'established')],
+    });
+    // the kernel reports an end at ESTABLISHED (Open record): n needs room then
+    const openABN = [
+      a.state(ms(0), S.CLOSE, S.SYN_SENT), a.state(ms(1), S.SYN_SENT, S.ESTABLISHED, isn(31, 13)),
+      b.state(ms(2), S.CLOSE, S.SYN_SENT), b.state(ms(3), S.SYN_SENT, S.ESTABLISHED, isn(32, 23)),
+      n.state(ms(3) + 500, S.CLOSE, S.SYN_SENT), n.state(ms(4), S.SYN_SENT, S.ESTABLISHED, isn(33, 43)),
+    ];
+
     it('should evict the oldest open connection as incomplete at maxConnections', () => {
       const { c, out } = setup({ maxConnections: 2 });
+      drive(c, openABN);
+      assert.deepEqual(out, [evictedA]);
+      assert.deepEqual(c.stats(), { ...idle(1, {}, 1), openConnections: 2 });
+    });
+
+    // the kernel still sends an evicted end's records (it has not ended): they are counted, never a second span
+    it('should not bring an evicted connection back for its later records', () => {
+      const { c, out } = setup({ maxConnections: 2 });
       drive(c, [
-        a.state(ms(0), S.CLOSE, S.SYN_SENT), a.state(ms(1), S.SYN_SENT, S.ESTABLISHED, isn(31, 13)),
-        b.state(ms(2), S.CLOSE, S.SYN_SENT), b.state(ms(3), S.SYN_SENT, S.ESTABLISHED, isn(32, 23)),
-        n.state(ms(4), S.CLOSE, S.SYN_SENT),
+        ...openABN,
         a.retransmit(ms(5), S.ESTABLISHED, 0x18, 1, 0),
+        a.state(ms(6), S.ESTABLISHED, S.FIN_WAIT1), a.state(ms(7), S.FIN_WAIT1, S.FIN_WAIT2), a.state(ms(8), S.FIN_WAIT2, S.CLOSE),
       ]);
-      assert.deepEqual(out, [record({
-        ...base, endNs: ms(4), closeReason: 'incomplete', closeInitiator: undefined, evicted: true,
-        events: [st(ms(0), 'syn_sent'), st(ms(1), 'established')],
-      })]);
-      assert.deepEqual(c.stats(), { ...idle(1, { late: 1 }, 1), openConnections: 2 });
+      assert.deepEqual(out, [evictedA]);
+      assert.deepEqual(c.stats(), { ...idle(1, { evicted: 2 }, 1), openConnections: 2 });
     });
 
     it('should emit a lingering connection early rather than evict an open one', () => {
       const { c, out } = setup({ maxConnections: 2 });
       drive(c, [
         a.state(ms(0), S.CLOSE, S.SYN_SENT), a.state(ms(1), S.SYN_SENT, S.ESTABLISHED, isn(31, 13)),
-        a.state(ms(2), S.ESTABLISHED, S.CLOSE_WAIT), a.state(ms(2) + 1, S.CLOSE_WAIT, S.LAST_ACK), a.state(ms(3), S.LAST_ACK, S.CLOSE),
-        b.state(ms(3), S.CLOSE, S.SYN_SENT),
-        n.state(ms(4), S.CLOSE, S.SYN_SENT),
+        // not an orderly close: it lingers
+        a.resetReceived(ms(2), S.ESTABLISHED), a.state(ms(3), S.ESTABLISHED, S.CLOSE, { error: 104 }),
+        b.state(ms(3), S.CLOSE, S.SYN_SENT), b.state(ms(3) + 500, S.SYN_SENT, S.ESTABLISHED, isn(32, 23)),
+        n.state(ms(4), S.CLOSE, S.SYN_SENT), n.state(ms(4) + 500, S.SYN_SENT, S.ESTABLISHED, isn(33, 43)),
       ]);
       assert.deepEqual(out, [record({
-        ...base, endNs: ms(3), closeReason: 'fin', closeInitiator: 'peer',
-        events: [st(ms(0), 'syn_sent'), st(ms(1), 'established'), st(ms(2), 'close_wait'), st(ms(2) + 1, 'last_ack'), st(ms(3), 'closed')],
+        ...base, endNs: ms(3), closeReason: 'reset_received', closeInitiator: 'peer', errno: 104, errorName: 'ECONNRESET',
+        events: [st(ms(0), 'syn_sent'), st(ms(1), 'established'), rstRx(ms(2), 'established'), st(ms(3), 'closed')],
       })]);
       assert.deepEqual(c.stats(), { ...idle(1), openConnections: 2 });
     });
@@ -776,19 +862,20 @@ describe('Correlator', () => {
         ...retransmits,
         e.state(ms(40), S.ESTABLISHED, S.FIN_WAIT1), e.state(ms(41), S.FIN_WAIT1, S.FIN_WAIT2), e.state(ms(42), S.FIN_WAIT2, S.CLOSE),
       ], { maxEventsPerSpan: 12 });
-      // 12 slots, 6 kept for lifecycle events: 2 states + 4 retransmits, then 3 closing states
+      // 12 slots: 12 retransmits kept on arrival (8 cut); at emission the 5 transitions (in the Close record)
+      // come first, and the first 7 retransmits fill the room left (5 more cut)
       const id = ids(17, 71);
       assert.deepEqual(out, [record({
         cookie: 1717, kind: 'client', localAddress: '10.0.0.1', localPort: 40017, peerAddress: '10.0.0.2', peerPort: 80,
         startNs: ms(0), endNs: ms(42), handshakeNs: 1e6, closeReason: 'fin', closeInitiator: 'local', retransmits: 20,
         rtt: undefined, srttUs: undefined, bytesSent: undefined, bytesReceived: undefined, segmentsSent: undefined, segmentsReceived: undefined,
-        traceId: id.traceId, spanId: id.clientSpanId, droppedEvents: 16,
+        traceId: id.traceId, spanId: id.clientSpanId, droppedEvents: 13,
         events: [
-          st(ms(0), 'syn_sent'), st(ms(1), 'established'), ...[10, 11, 12, 13].map((t) => retx(ms(t), 'established', 'data', 1)),
+          st(ms(0), 'syn_sent'), st(ms(1), 'established'), ...[10, 11, 12, 13, 14, 15, 16].map((t) => retx(ms(t), 'established', 'data', 1)),
           st(ms(40), 'fin_wait_1'), st(ms(41), 'fin_wait_2'), st(ms(42), 'closed'),
         ],
       })]);
-      assert.deepEqual(c.stats(), idle(1, { event_cap: 16 }));
+      assert.deepEqual(c.stats(), idle(1, { event_cap: 13 }));
     });
   });
 
@@ -809,9 +896,10 @@ describe('Correlator', () => {
         calls++;
         throw new Error('exporter down');
       });
-      const junk = { ...activeClose[0]!, kind: 99 };
+      const junk: KernelEvent = { ...newKernelEvent(), tsNs: us(0), cookie: 101, kind: 99 };
       assert.doesNotThrow(() => {
-        drive(c, [junk, ...activeClose, ...passiveClose]);
+        feed(c, [junk]);
+        drive(c, [...activeClose, ...passiveClose]);
         c.onEvent({} as KernelEvent);
         c.tick(ms(1000));
       });
@@ -855,14 +943,16 @@ describe('trace identity', () => {
 
 describe('toSpanData', () => {
   const OFFSET = 1_700_000_000_000_000_000; // CLOCK_MONOTONIC to Unix epoch, exact as a double
-  const toEpochNs = (mono: number) => mono + OFFSET;
+  const off = epochOffset((mono: number) => mono + OFFSET);
   const epoch = (mono: number) => BigInt(OFFSET) + BigInt(mono);
-  const spanEvents = (r: ConnectionRecord) => r.events.map((e) => ({ name: e.name, timeUnixNano: epoch(e.timeNs), attributes: e.attributes }));
+  /** the HrTime expected, computed exactly in bigint */
+  const at = (mono: number) => toHrTime(epoch(mono));
+  const spanEvents = (r: ConnectionRecord) => r.events.map((e) => ({ name: e.name, time: at(e.timeNs), attributes: e.attributes }));
 
   it('should make a client span with every attribute of an orderly connection', () => {
     const want: SpanData = {
       name: 'tcp.connection', kind: 'client', traceId: IDS.traceId, spanId: IDS.clientSpanId,
-      startTimeUnixNano: epoch(us(0)), endTimeUnixNano: epoch(us(3250)),
+      startTime: at(us(0)), endTime: at(us(3250)),
       attributes: {
         'network.transport': 'tcp', 'network.type': 'ipv4', 'network.local.address': '10.0.0.1', 'network.local.port': 40000,
         'network.peer.address': '10.0.0.2', 'network.peer.port': 80, 'process.pid': 1234, 'process.executable.name': 'curl',
@@ -873,13 +963,13 @@ describe('toSpanData', () => {
       },
       events: spanEvents(activeCloseRecord), droppedEventsCount: 0, status: { code: 'unset' },
     };
-    assert.deepEqual(toSpanData(activeCloseRecord, toEpochNs), want);
+    assert.deepEqual(toSpanData(activeCloseRecord, off), want);
   });
 
   it('should make the server span a child of the client span', () => {
     const want: SpanData = {
       name: 'tcp.connection', kind: 'server', traceId: IDS.traceId, spanId: IDS.serverSpanId, parentSpanId: IDS.clientSpanId,
-      startTimeUnixNano: epoch(us(200)), endTimeUnixNano: epoch(us(3300)),
+      startTime: at(us(200)), endTime: at(us(3300)),
       attributes: {
         'network.transport': 'tcp', 'network.type': 'ipv4', 'network.local.address': '10.0.0.2', 'network.local.port': 80,
         'network.peer.address': '10.0.0.1', 'network.peer.port': 40000, 'process.pid': 999, 'process.executable.name': 'nginx',
@@ -890,7 +980,7 @@ describe('toSpanData', () => {
       },
       events: spanEvents(passiveCloseRecord), droppedEventsCount: 0, status: { code: 'unset' },
     };
-    assert.deepEqual(toSpanData(passiveCloseRecord, toEpochNs), want);
+    assert.deepEqual(toSpanData(passiveCloseRecord, off), want);
   });
 
   it('should mark a failed connection as an error with error.type and the tcpspan flags', () => {
@@ -904,7 +994,7 @@ describe('toSpanData', () => {
     });
     const want: SpanData = {
       name: 'tcp.connection', kind: 'internal', traceId: 'a'.repeat(32), spanId: 'b'.repeat(16),
-      startTimeUnixNano: epoch(ms(0)), endTimeUnixNano: epoch(ms(3)),
+      startTime: at(ms(0)), endTime: at(ms(3)),
       attributes: {
         'network.transport': 'tcp', 'network.type': 'ipv4', 'network.local.address': '10.0.0.1', 'network.local.port': 1,
         'network.peer.address': '10.0.0.2', 'network.peer.port': 2, 'error.type': 'ECONNRESET',
@@ -912,10 +1002,10 @@ describe('toSpanData', () => {
         'tcpspan.netns': NETNS, 'tcpspan.socket.cookie': 9, 'tcpspan.open_before_start': true,
         'tcpspan.kernel_events_lost': true, 'tcpspan.retransmits.failed': 2,
       },
-      events: [{ name: 'tcp.reset_received', timeUnixNano: epoch(ms(2)), attributes: { 'network.connection.state': 'established' } }],
+      events: [{ name: 'tcp.reset_received', time: at(ms(2)), attributes: { 'network.connection.state': 'established' } }],
       droppedEventsCount: 7, status: { code: 'error', message: 'connection reset by peer (ECONNRESET)' },
     };
-    assert.deepEqual(toSpanData(rec, toEpochNs), want);
+    assert.deepEqual(toSpanData(rec, off), want);
   });
 
   it('should mark an evicted connection incomplete, not an error', () => {
@@ -925,9 +1015,9 @@ describe('toSpanData', () => {
       rtt: undefined, srttUs: undefined, bytesSent: 0, bytesReceived: 0, segmentsSent: 1, segmentsReceived: 1,
       traceId: 'c'.repeat(32), spanId: 'd'.repeat(16), events: [],
     });
-    assert.deepEqual(toSpanData(rec, toEpochNs), {
+    assert.deepEqual(toSpanData(rec, off), {
       name: 'tcp.connection', kind: 'client', traceId: 'c'.repeat(32), spanId: 'd'.repeat(16),
-      startTimeUnixNano: epoch(ms(0)), endTimeUnixNano: epoch(ms(9)),
+      startTime: at(ms(0)), endTime: at(ms(9)),
       attributes: {
         'network.transport': 'tcp', 'network.type': 'ipv6', 'network.local.address': '::1', 'network.local.port': 3,
         'network.peer.address': '::1', 'network.peer.port': 4, 'tcp.close.reason': 'incomplete', 'tcp.handshake.duration': 0.001,

@@ -1,15 +1,14 @@
-// The export stage end to end: SpanData -> toReadableSpan -> SpanExportQueue -> the real
-// OTLP gRPC exporter -> a real gRPC receiver decoding the wire with the official protos.
+// The export stage end to end: SpanData -> SpanExportQueue -> tcpspan's OTLP gRPC exporter
+// (its own protobuf encoder over the SDK's gRPC transport) -> a real gRPC receiver decoding
+// the wire with the official protos.
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { ExportResultCode, type ExportResult, type InstrumentationScope } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
-import type { SpanData } from '../src/correlate/span-data.js';
-import { toReadableSpan } from '../src/export/readable-span.js';
+import { toHrTime, type SpanData } from '../src/correlate/span-data.js';
+import { createOtlpGrpcSpanExporter } from '../src/export/otlp-grpc-span-exporter.js';
 import {
-  createSpanExportQueue, type DropReason, type SpanExportQueueOptions, type SpanExportQueueStats,
+  createSpanExportQueue, type BatchExporter, type SpanDropReason, type SpanExportQueueOptions, type SpanExportQueueStats,
 } from '../src/export/span-export-queue.js';
 import { startOtlpReceiver, type OtlpReceiver, type OtlpReceiverOptions, type ReceivedSpan } from './support/otlp-receiver.js';
 
@@ -23,12 +22,12 @@ const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const CLIENT_SPAN = '00f067aa0ba902b7';
 const SERVER_SPAN = 'b7ad6b7169203331';
 
-const state = (at: bigint, s: string) => ({ name: 'tcp.state_change', timeUnixNano: at, attributes: { 'network.connection.state': s } });
+const state = (at: bigint, s: string) => ({ name: 'tcp.state_change', time: toHrTime(at), attributes: { 'network.connection.state': s } });
 
 /** A client connection to :443 closed with FINs, one data retransmit. */
 const CLIENT: SpanData = {
   name: 'tcp.connection', kind: 'client', traceId: TRACE, spanId: CLIENT_SPAN,
-  startTimeUnixNano: T0, endTimeUnixNano: T0 + us(48_211.5),
+  startTime: toHrTime(T0), endTime: toHrTime(T0 + us(48_211.5)),
   attributes: {
     'network.transport': 'tcp', 'network.type': 'ipv4',
     'network.local.address': '10.0.0.1', 'network.local.port': 40312,
@@ -43,7 +42,7 @@ const CLIENT: SpanData = {
     state(T0, 'syn_sent'),
     state(T0 + us(118), 'established'),
     {
-      name: 'tcp.retransmit', timeUnixNano: T0 + us(20_001.25),
+      name: 'tcp.retransmit', time: toHrTime(T0 + us(20_001.25)),
       attributes: {
         'network.connection.state': 'established', 'tcp.retransmit.type': 'data',
         'tcp.retransmit.sent': true, 'tcp.retransmit.segments': 1,
@@ -60,7 +59,7 @@ const CLIENT: SpanData = {
 /** The server end of the same connection: its parent is the client span. */
 const SERVER: SpanData = {
   name: 'tcp.connection', kind: 'server', traceId: TRACE, spanId: SERVER_SPAN, parentSpanId: CLIENT_SPAN,
-  startTimeUnixNano: T0 + us(40), endTimeUnixNano: T0 + us(48_260),
+  startTime: toHrTime(T0 + us(40)), endTime: toHrTime(T0 + us(48_260)),
   attributes: {
     'network.transport': 'tcp', 'network.type': 'ipv4',
     'network.local.address': '10.0.0.2', 'network.local.port': 443,
@@ -78,7 +77,7 @@ const SERVER: SpanData = {
 /** Seen only after tcpspan started, reset by the peer, events over the limit. */
 const RESET: SpanData = {
   name: 'tcp.connection', kind: 'internal', traceId: 'a3ce929d0e0e47364bf92f3577b34da6', spanId: '0ba902b700f067aa',
-  startTimeUnixNano: T0 - 5_000_000_000n, endTimeUnixNano: T0 + 1n,
+  startTime: toHrTime(T0 - 5_000_000_000n), endTime: toHrTime(T0 + 1n),
   attributes: {
     'network.transport': 'tcp', 'network.type': 'ipv6',
     'network.local.address': '2001:db8::1', 'network.local.port': 5432,
@@ -87,8 +86,8 @@ const RESET: SpanData = {
     'tcpspan.netns': 4026531840, 'tcpspan.socket.cookie': 9007199254740991, 'tcpspan.open_before_start': true,
   },
   events: [
-    { name: 'tcp.reset_received', timeUnixNano: T0, attributes: { 'network.connection.state': 'established' } },
-    { name: 'tcp.error', timeUnixNano: T0 + 1n, attributes: { 'error.type': 'ECONNRESET', 'tcp.error.code': 104 } },
+    { name: 'tcp.reset_received', time: toHrTime(T0), attributes: { 'network.connection.state': 'established' } },
+    { name: 'tcp.error', time: toHrTime(T0 + 1n), attributes: { 'error.type': 'ECONNRESET', 'tcp.error.code': 104 } },
   ],
   droppedEventsCount: 3,
   status: { code: 'error', message: 'connection reset by peer (ECONNRESET)' },
@@ -154,17 +153,17 @@ function many(n: number, from = 0): SpanData[] {
     return {
       ...CLIENT,
       spanId: (0x1000_0000_0000_0000n + BigInt(i)).toString(16),
-      startTimeUnixNano: T0 + BigInt(i) * 1000n,
+      startTime: toHrTime(T0 + BigInt(i) * 1000n),
       attributes: { ...CLIENT.attributes, 'network.local.port': 10_000 + (i % 50_000), 'tcpspan.socket.cookie': 1_000_000 + i },
     };
   });
 }
 
-const span = (d: SpanData): ReadableSpan => toReadableSpan(d, RESOURCE, SCOPE);
+const otlp = (url: string) => createOtlpGrpcSpanExporter({ url, timeoutMillis: 10_000 }, RESOURCE, SCOPE);
 const cookies = (spans: ReceivedSpan[]): number[] => spans.map((s) => s.attributes['tcpspan.socket.cookie'] as number);
 const range = (from: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + i);
 
-function drops(d: Partial<Record<DropReason, number>> = {}): Record<DropReason, number> {
+function drops(d: Partial<Record<SpanDropReason, number>> = {}): Record<SpanDropReason, number> {
   return { queue_full: 0, export_failed: 0, shutdown_deadline: 0, ...d };
 }
 
@@ -174,17 +173,17 @@ const BASE: SpanExportQueueOptions = {
 };
 
 /** Wraps an exporter to count concurrent export calls and shutdowns. */
-function watched(inner: SpanExporter) {
+function watched(inner: BatchExporter<SpanData>) {
   const w = {
     calls: 0, maxConcurrent: 0, shutdowns: 0, sizes: [] as number[],
     exporter: {
-      export(spans: ReadableSpan[], cb: (r: ExportResult) => void): void {
+      export(spans: SpanData[], cb: (r: ExportResult) => void): void {
         w.calls++; w.sizes.push(spans.length);
         w.maxConcurrent = Math.max(w.maxConcurrent, ++concurrent);
         inner.export(spans, (r) => { concurrent--; cb(r); });
       },
       shutdown(): Promise<void> { w.shutdowns++; return inner.shutdown(); },
-    } satisfies SpanExporter,
+    } satisfies BatchExporter<SpanData>,
   };
   let concurrent = 0;
   return w;
@@ -210,9 +209,9 @@ describe('SpanExportQueue', () => {
     return r;
   }
 
-  function queue(exporter: SpanExporter, opts: Partial<SpanExportQueueOptions> = {}) {
+  function queue(exporter: BatchExporter<SpanData>, opts: Partial<SpanExportQueueOptions> = {}) {
     const log: string[] = [];
-    const dropped: [number, DropReason][] = [];
+    const dropped: [number, SpanDropReason][] = [];
     let exported = 0;
     const q = createSpanExportQueue(exporter, {
       ...BASE, ...opts,
@@ -229,9 +228,9 @@ describe('SpanExportQueue', () => {
   describe('export over OTLP gRPC', () => {
     it('should deliver connection spans exactly as given', async () => {
       const r = await receiver();
-      const { q, exported } = queue(new OTLPTraceExporter({ url: r.endpoint }));
+      const { q, exported } = queue(otlp(r.endpoint));
 
-      for (const d of [CLIENT, SERVER, RESET]) assert.equal(q.add(span(d)), true);
+      for (const d of [CLIENT, SERVER, RESET]) assert.equal(q.add(d), true);
       await q.forceFlush(5000);
 
       assert.deepStrictEqual(await r.waitForSpans(3), EXPECTED);
@@ -242,10 +241,10 @@ describe('SpanExportQueue', () => {
 
     it('should send full batches in order with one export in flight', async () => {
       const r = await receiver({ delayMs: 30 });
-      const w = watched(new OTLPTraceExporter({ url: r.endpoint }));
+      const w = watched(otlp(r.endpoint));
       const { q } = queue(w.exporter, { maxExportBatchSize: 100, scheduledDelayMs: 60_000 });
 
-      for (const d of many(450)) q.add(span(d));
+      for (const d of many(450)) q.add(d);
       // four full batches go without waiting for scheduledDelayMs (one minute)
       const got = await r.waitForSpans(400);
       assert.deepStrictEqual(cookies(got), range(1_000_000, 400));
@@ -260,9 +259,9 @@ describe('SpanExportQueue', () => {
 
     it('should export a partial batch after scheduledDelayMs', async () => {
       const r = await receiver();
-      const { q } = queue(new OTLPTraceExporter({ url: r.endpoint }), { scheduledDelayMs: 50 });
+      const { q } = queue(otlp(r.endpoint), { scheduledDelayMs: 50 });
       const t0 = Date.now();
-      q.add(span(CLIENT));
+      q.add(CLIENT);
       await r.waitForSpans(1);
       assert.ok(Date.now() - t0 >= 45, `exported after ${Date.now() - t0} ms`);
     });
@@ -271,9 +270,9 @@ describe('SpanExportQueue', () => {
   describe('retries', () => {
     it('should retry batches the collector refused with UNAVAILABLE and deliver every span once', async () => {
       const r = await receiver({ failFirst: 3, failWith: grpc.status.UNAVAILABLE });
-      const { q, log, dropped } = queue(new OTLPTraceExporter({ url: r.endpoint }), { maxExportBatchSize: 10 });
+      const { q, log, dropped } = queue(otlp(r.endpoint), { maxExportBatchSize: 10 });
 
-      for (const d of many(25)) q.add(span(d));
+      for (const d of many(25)) q.add(d);
       await q.forceFlush(10_000);
 
       assert.deepStrictEqual(cookies(await r.waitForSpans(25)), range(1_000_000, 25));
@@ -287,11 +286,11 @@ describe('SpanExportQueue', () => {
 
     it('should keep accepting spans while a batch waits for its retry', async () => {
       const r = await receiver({ failFirst: 2 });
-      const { q } = queue(new OTLPTraceExporter({ url: r.endpoint }), { retryInitialDelayMs: 200, maxExportBatchSize: 10 });
+      const { q } = queue(otlp(r.endpoint), { retryInitialDelayMs: 200, maxExportBatchSize: 10 });
 
-      for (const d of many(10)) q.add(span(d));
+      for (const d of many(10)) q.add(d);
       await until(() => q.stats().failedCalls === 1);
-      for (const d of many(30, 10)) assert.equal(q.add(span(d)), true);
+      for (const d of many(30, 10)) assert.equal(q.add(d), true);
       assert.deepStrictEqual(q.stats(), stats({ queued: 30, inFlight: 10, exportCalls: 1, failedCalls: 1 }));
 
       await q.forceFlush(10_000);
@@ -303,10 +302,10 @@ describe('SpanExportQueue', () => {
       const r = await receiver();
       const endpoint = r.endpoint;
       await r.close(); // nothing listens there any more
-      const { q, log, dropped } = queue(new OTLPTraceExporter({ url: endpoint }),
+      const { q, log, dropped } = queue(otlp(endpoint),
         { maxRetries: 2, retryInitialDelayMs: 10, maxExportBatchSize: 4 });
 
-      for (const d of many(6)) q.add(span(d));
+      for (const d of many(6)) q.add(d);
       await q.forceFlush(10_000);
 
       assert.deepStrictEqual(q.stats(),
@@ -320,9 +319,9 @@ describe('SpanExportQueue', () => {
 
     it('should not retry a batch the collector rejected as invalid', async () => {
       const r = await receiver({ failFirst: 1, failWith: grpc.status.INVALID_ARGUMENT });
-      const { q, dropped } = queue(new OTLPTraceExporter({ url: r.endpoint }), { maxExportBatchSize: 5 });
+      const { q, dropped } = queue(otlp(r.endpoint), { maxExportBatchSize: 5 });
 
-      for (const d of many(8)) q.add(span(d));
+      for (const d of many(8)) q.add(d);
       await q.forceFlush(5000);
 
       assert.deepStrictEqual(cookies(r.spans()), range(1_000_005, 3));
@@ -335,16 +334,16 @@ describe('SpanExportQueue', () => {
   describe('bounds', () => {
     it('should refuse and count queue_full beyond maxQueueSize, logging once per burst', async () => {
       const r = await receiver();
-      const { q, log, dropped } = queue(new OTLPTraceExporter({ url: r.endpoint }), { maxQueueSize: 50, maxExportBatchSize: 20 });
+      const { q, log, dropped } = queue(otlp(r.endpoint), { maxQueueSize: 50, maxExportBatchSize: 20 });
 
-      const accepted = many(57).map((d) => q.add(span(d)));
+      const accepted = many(57).map((d) => q.add(d));
       assert.deepStrictEqual(accepted, [...Array(50).fill(true), ...Array(7).fill(false)]);
       assert.deepStrictEqual(q.stats(), stats({ queued: 50, dropped: drops({ queue_full: 7 }) }));
       assert.deepStrictEqual(dropped, Array(7).fill([1, 'queue_full']));
       assert.deepStrictEqual(log, ['dropping spans (queue_full): maxQueueSize (50) reached']);
 
       await q.forceFlush(5000);
-      assert.equal(q.add(span(RESET)), true); // room again: the burst ends
+      assert.equal(q.add(RESET), true); // room again: the burst ends
       assert.deepStrictEqual(log.slice(1), ['dropped 7 span(s) (queue_full)']);
       await q.forceFlush(5000);
       assert.deepStrictEqual(cookies(r.spans()).slice(0, 50), range(1_000_000, 50));
@@ -353,21 +352,21 @@ describe('SpanExportQueue', () => {
 
     it('should count the batch waiting for a retry against maxQueueSize', async () => {
       const r = await receiver({ failFirst: 1 });
-      const { q } = queue(new OTLPTraceExporter({ url: r.endpoint }),
+      const { q } = queue(otlp(r.endpoint),
         { maxQueueSize: 20, maxExportBatchSize: 10, retryInitialDelayMs: 300 });
 
-      for (const d of many(10)) q.add(span(d));
+      for (const d of many(10)) q.add(d);
       await until(() => q.stats().failedCalls === 1);
-      const accepted = many(12, 10).map((d) => q.add(span(d)));
+      const accepted = many(12, 10).map((d) => q.add(d));
       assert.deepStrictEqual(accepted, [...Array(10).fill(true), false, false]);
       assert.deepStrictEqual(q.stats(),
         stats({ queued: 10, inFlight: 10, dropped: drops({ queue_full: 2 }), exportCalls: 1, failedCalls: 1 }));
     });
 
     it('should never throw from add, even when the exporter throws', async () => {
-      const thrower: SpanExporter = { export() { throw new Error('boom'); }, shutdown: async () => undefined };
+      const thrower: BatchExporter<SpanData> = { export() { throw new Error('boom'); }, shutdown: async () => undefined };
       const { q } = queue(thrower, { maxRetries: 1, retryInitialDelayMs: 5 });
-      for (const d of many(3)) assert.equal(q.add(span(d)), true);
+      for (const d of many(3)) assert.equal(q.add(d), true);
       await q.forceFlush(2000);
       assert.deepStrictEqual(q.stats(), stats({ dropped: drops({ export_failed: 3 }), exportCalls: 2, failedCalls: 2, retries: 1 }));
     });
@@ -376,15 +375,15 @@ describe('SpanExportQueue', () => {
   describe('export timeout', () => {
     it('should count an export whose callback never comes as failed and retry it', async () => {
       let calls = 0;
-      const got: ReadableSpan[] = [];
-      const stalls: SpanExporter = {
+      const got: SpanData[] = [];
+      const stalls: BatchExporter<SpanData> = {
         export(spans, cb) { if (calls++ > 0) { got.push(...spans); cb({ code: ExportResultCode.SUCCESS }); } },
         shutdown: async () => undefined,
       };
       const { q, log } = queue(stalls, { exportTimeoutMs: 50, retryInitialDelayMs: 5 });
-      q.add(span(CLIENT));
+      q.add(CLIENT);
       await q.forceFlush(2000);
-      assert.deepStrictEqual(got.map((s) => s.spanContext().spanId), [CLIENT_SPAN]);
+      assert.deepStrictEqual(got.map((s) => s.spanId), [CLIENT_SPAN]);
       assert.deepStrictEqual(q.stats(), stats({ exported: 1, exportCalls: 2, failedCalls: 1, retries: 1 }));
       assert.match(log[0]!, /export timed out after 50 ms/);
     });
@@ -393,10 +392,10 @@ describe('SpanExportQueue', () => {
   describe('shutdown', () => {
     it('should flush what is queued, shut the exporter down once, and be idempotent', async () => {
       const r = await receiver();
-      const w = watched(new OTLPTraceExporter({ url: r.endpoint }));
+      const w = watched(otlp(r.endpoint));
       const { q, dropped } = queue(w.exporter, { scheduledDelayMs: 60_000 });
 
-      for (const d of many(130)) q.add(span(d));
+      for (const d of many(130)) q.add(d);
       const first = q.shutdown(5000);
       const second = q.shutdown(0);
       await Promise.all([first, second]);
@@ -404,7 +403,7 @@ describe('SpanExportQueue', () => {
 
       assert.deepStrictEqual(cookies(r.spans()), range(1_000_000, 130));
       assert.equal(w.shutdowns, 1);
-      assert.equal(q.add(span(CLIENT)), false); // intake is stopped
+      assert.equal(q.add(CLIENT), false); // intake is stopped
       assert.deepStrictEqual(q.stats(), stats({ exported: 130, exportCalls: 2, dropped: drops({ queue_full: 1 }) }));
       assert.deepStrictEqual(dropped, [[1, 'queue_full']]);
     });
@@ -413,10 +412,10 @@ describe('SpanExportQueue', () => {
       const r = await receiver();
       const endpoint = r.endpoint;
       await r.close(); // collector down
-      const w = watched(new OTLPTraceExporter({ url: endpoint }));
+      const w = watched(otlp(endpoint));
       const { q, log, dropped } = queue(w.exporter, { maxRetries: 10, retryInitialDelayMs: 100, maxExportBatchSize: 4 });
 
-      for (const d of many(10)) q.add(span(d));
+      for (const d of many(10)) q.add(d);
       const t0 = Date.now();
       await q.shutdown(300);
       const took = Date.now() - t0;

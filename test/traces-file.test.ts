@@ -5,9 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { ExportResultCode, type ExportResult, type InstrumentationScope } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import type { SpanExporter } from '@opentelemetry/sdk-trace';
-import type { SpanData } from '../src/correlate/span-data.js';
-import { toReadableSpan } from '../src/export/readable-span.js';
+import { toHrTime, type SpanData } from '../src/correlate/span-data.js';
+import type { BatchExporter } from '../src/export/span-export-queue.js';
 import { createTracesFileExporter } from '../src/export/traces-file.js';
 
 const RESOURCE = resourceFromAttributes({ 'service.name': 'tcpspan-test', 'host.name': 'lab-1' });
@@ -16,14 +15,14 @@ const T0 = 1_763_000_000_123_456_789n;
 
 const CLIENT: SpanData = {
   name: 'tcp.connection', kind: 'client', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7',
-  startTimeUnixNano: T0, endTimeUnixNano: T0 + 48_211_500n,
+  startTime: toHrTime(T0), endTime: toHrTime(T0 + 48_211_500n),
   attributes: {
     'network.transport': 'tcp', 'network.type': 'ipv4', 'network.peer.address': '10.0.0.2', 'network.peer.port': 443,
     'tcp.close.reason': 'fin', 'tcp.rtt.avg': 0.0000875, 'tcpspan.socket.cookie': 81237,
   },
   events: [
-    { name: 'tcp.state_change', timeUnixNano: T0, attributes: { 'network.connection.state': 'syn_sent' } },
-    { name: 'tcp.state_change', timeUnixNano: T0 + 118_000n, attributes: { 'network.connection.state': 'established' } },
+    { name: 'tcp.state_change', time: toHrTime(T0), attributes: { 'network.connection.state': 'syn_sent' } },
+    { name: 'tcp.state_change', time: toHrTime(T0 + 118_000n), attributes: { 'network.connection.state': 'established' } },
   ],
   droppedEventsCount: 0,
   status: { code: 'unset' },
@@ -32,9 +31,9 @@ const CLIENT: SpanData = {
 const SERVER: SpanData = {
   name: 'tcp.connection', kind: 'server', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: 'b7ad6b7169203331',
   parentSpanId: '00f067aa0ba902b7',
-  startTimeUnixNano: T0 + 40_000n, endTimeUnixNano: T0 + 48_260_000n,
+  startTime: toHrTime(T0 + 40_000n), endTime: toHrTime(T0 + 48_260_000n),
   attributes: { 'network.transport': 'tcp', 'tcp.close.reason': 'reset_sent', 'error.type': 'reset_sent', 'tcpspan.evicted': true },
-  events: [{ name: 'tcp.reset_sent', timeUnixNano: T0 + 48_260_000n, attributes: { 'network.connection.state': 'established' } }],
+  events: [{ name: 'tcp.reset_sent', time: toHrTime(T0 + 48_260_000n), attributes: { 'network.connection.state': 'established' } }],
   droppedEventsCount: 4,
   status: { code: 'error', message: 'connection reset by this end' },
 };
@@ -108,8 +107,8 @@ function request(spans: object[]) {
   };
 }
 
-function exportNow(exporter: SpanExporter, spans: SpanData[]): Promise<ExportResult> {
-  return new Promise((resolve) => exporter.export(spans.map((d) => toReadableSpan(d, RESOURCE, SCOPE)), resolve));
+function exportNow(exporter: BatchExporter<SpanData>, spans: SpanData[]): Promise<ExportResult> {
+  return new Promise((resolve) => exporter.export(spans, resolve));
 }
 
 describe('TracesFileExporter', () => {
@@ -120,7 +119,7 @@ describe('TracesFileExporter', () => {
   describe('OTLP/JSON lines', () => {
     it('should write one ExportTraceServiceRequest per line with hex ids and string unix nanos', async () => {
       const file = path.join(dir, 'traces.jsonl');
-      const exporter = createTracesFileExporter(file);
+      const exporter = createTracesFileExporter(file, RESOURCE, SCOPE);
 
       assert.deepStrictEqual(await exportNow(exporter, [CLIENT, SERVER]), { code: ExportResultCode.SUCCESS });
       assert.deepStrictEqual(await exportNow(exporter, [SERVER]), { code: ExportResultCode.SUCCESS });
@@ -135,7 +134,7 @@ describe('TracesFileExporter', () => {
     it('should append to an existing file', async () => {
       const file = path.join(dir, 'traces.jsonl');
       fs.writeFileSync(file, '{"resourceSpans":[]}\n');
-      const exporter = createTracesFileExporter(file);
+      const exporter = createTracesFileExporter(file, RESOURCE, SCOPE);
       await exportNow(exporter, [CLIENT]);
       await exporter.shutdown();
       const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
@@ -145,7 +144,7 @@ describe('TracesFileExporter', () => {
 
   describe('errors', () => {
     it('should report a file it cannot open through the export result, not throw', async () => {
-      const exporter = createTracesFileExporter(path.join(dir, 'missing-dir', 'traces.jsonl'));
+      const exporter = createTracesFileExporter(path.join(dir, 'missing-dir', 'traces.jsonl'), RESOURCE, SCOPE);
       const result = await exportNow(exporter, [CLIENT]);
       assert.equal(result.code, ExportResultCode.FAILED);
       assert.match(String(result.error?.message), /cannot write traces file .*missing-dir.*ENOENT/);
@@ -153,7 +152,7 @@ describe('TracesFileExporter', () => {
     });
 
     it('should fail exports after shutdown', async () => {
-      const exporter = createTracesFileExporter(path.join(dir, 'traces.jsonl'));
+      const exporter = createTracesFileExporter(path.join(dir, 'traces.jsonl'), RESOURCE, SCOPE);
       await exporter.shutdown();
       await exporter.shutdown(); // idempotent
       const result = await exportNow(exporter, [CLIENT]);

@@ -1,16 +1,16 @@
 // `tcpspan run`: every TCP connection becomes a span (console lines by default, OTLP when configured).
 import { parseArgs } from 'node:util';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { loadConfig, resolveExporters, type TcpspanConfig } from '../config/config.js';
 import { buildFilter } from '../capture/filter.js';
 import { openCapture } from '../capture/probes.js';
 import { createClock } from '../decode/format.js';
 import { createBridge } from '../pipeline/bridge.js';
-import { createConsoleSink, createExporterSink } from '../pipeline/sinks.js';
+import { createConsoleSink, createExporterSink, SCOPE } from '../pipeline/sinks.js';
 import type { SpanSink } from '../pipeline/bridge.js';
 import { createTelemetry } from '../export/telemetry.js';
 import { createBridgeMetrics } from '../export/bridge-metrics.js';
 import { createTracesFileExporter } from '../export/traces-file.js';
+import { createOtlpGrpcSpanExporter } from '../export/otlp-grpc-span-exporter.js';
 import { onShutdownSignal } from './common.js';
 
 export const RUN_USAGE = `usage: tcpspan run [--port N]... [--addr CIDR]... [--config FILE] [--otlp-endpoint URL]
@@ -69,11 +69,11 @@ async function runBridge(cfg: TcpspanConfig): Promise<number> {
   const queue = x.batch; // export.batch.* are the queue's options, key for key
   const sinks: SpanSink[] = [];
   if (tracesMode === 'otlp') {
-    const exporter = new OTLPTraceExporter({ url: x.tracesEndpoint, timeoutMillis: x.batch.exportTimeoutMs });
-    sinks.push(createExporterSink('otlp', exporter, telemetry.resource, queue, say));
+    const exporter = createOtlpGrpcSpanExporter({ url: x.tracesEndpoint, timeoutMillis: x.batch.exportTimeoutMs }, telemetry.resource, SCOPE);
+    sinks.push(createExporterSink('otlp', exporter, queue, say));
   }
   if (x.tracesFile) {
-    sinks.push(createExporterSink('file', createTracesFileExporter(x.tracesFile), telemetry.resource, queue, say));
+    sinks.push(createExporterSink('file', createTracesFileExporter(x.tracesFile, telemetry.resource, SCOPE), queue, say));
   }
   if (tracesMode === 'console') {
     // with OTLP/JSON on stdout, readable lines go to stderr

@@ -211,53 +211,50 @@ function resolveRstSent(c: Conn): void {
   }
 }
 
-/**
- * Takes a rare event. Retransmits may be cut by the span-event cap before lifecycle
- * events (resets, errors), which keep the last `reserve` slots.
- */
-export function applyRare(c: Conn, e: KernelEvent, maxEvents: number, retransmitRoom: number): boolean {
+/** Takes a rare event; false when the span-event cap cut it (span-events.ts chooses at emission). */
+export function applyRare(c: Conn, e: KernelEvent, maxEvents: number): boolean {
   c.lastTsNs = e.tsNs;
   switch (e.kind) {
     case EventKind.Retransmit: {
       if (e.error !== 0) c.evRetransFailed++;
       else c.evRetransSegs += e.segs;
-      return record(c, retransmitCode(e.state, e.tcpFlags, e.error), e.tsNs, e.segs, c.nEvents < retransmitRoom, maxEvents);
+      return record(c, retransmitCode(e.state, e.tcpFlags, e.error), e.tsNs, e.segs, maxEvents);
     }
     case EventKind.ResetReceived:
       // a closed socket no longer takes segments: only an RST while open ends it
       if (c.phase === OPEN) c.facts |= e.state === S.SYN_SENT ? LifeFact.RstReceived | LifeFact.RstReceivedSynSent : LifeFact.RstReceived;
-      return record(c, socketEventCode(e.kind, e.state), e.tsNs, 0, true, maxEvents);
+      return record(c, socketEventCode(e.kind, e.state), e.tsNs, 0, maxEvents);
     case EventKind.ResetSent:
       // the timewait socket's RSTs come after an orderly close and do not change it
       if (e.state !== S.TIME_WAIT) {
         if (c.phase === CLOSED || e.state === S.CLOSE) c.facts |= LifeFact.RstSentTerminal;
         else c.rstSentOpenNs = e.tsNs;
       }
-      return record(c, socketEventCode(e.kind, e.state), e.tsNs, 0, true, maxEvents);
+      return record(c, socketEventCode(e.kind, e.state), e.tsNs, 0, maxEvents);
     default: // EventKind.Error
       if (c.reportedError === 0) c.reportedError = e.error;
-      return record(c, socketEventCode(e.kind, e.state), e.tsNs, e.error, true, maxEvents);
+      return record(c, socketEventCode(e.kind, e.state), e.tsNs, e.error, maxEvents);
   }
 }
 
 /** SYN-ACK retransmits of this server end's tuple, from before its socket existed. */
-export function attachSynAcks(c: Conn, p: PendingSynAck, maxEvents: number, retransmitRoom: number): number {
+export function attachSynAcks(c: Conn, p: PendingSynAck, maxEvents: number): number {
   c.synAckRetrans += p.count;
   let cut = 0;
   for (const t of p.times) {
     if (t < c.startNs) c.startNs = t; // the SYN's arrival was not recorded
-    if (!record(c, SYNACK_RETRANSMIT_CODE, t, 1, c.nEvents < retransmitRoom, maxEvents)) cut++;
+    if (!record(c, SYNACK_RETRANSMIT_CODE, t, 1, maxEvents)) cut++;
   }
   // retransmits beyond the stored times were cut like any other span event
   for (let i = p.times.length; i < p.count; i++) {
-    if (!record(c, SYNACK_RETRANSMIT_CODE, p.lastNs, 1, c.nEvents < retransmitRoom, maxEvents)) cut++;
+    if (!record(c, SYNACK_RETRANSMIT_CODE, p.lastNs, 1, maxEvents)) cut++;
   }
   return cut;
 }
 
 /** Keeps a span event unless over the cap; false when cut (counted on the connection). */
-function record(c: Conn, code: number, tsNs: number, value: number, room: boolean, maxEvents: number): boolean {
-  if (!room || c.nEvents >= maxEvents) {
+function record(c: Conn, code: number, tsNs: number, value: number, maxEvents: number): boolean {
+  if (c.nEvents >= maxEvents) {
     c.droppedEvents++;
     return false;
   }

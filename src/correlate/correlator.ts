@@ -13,11 +13,11 @@
 //
 // Memory. maxConnections bounds open plus lingering ends. At the bound, the end that
 // closed first is emitted without waiting out its linger; if none is lingering, the
-// oldest open end is emitted as incomplete and evicted. SYN-ACK retransmits (cookie 0:
-// the server socket does not exist yet) wait in pending-synacks.ts. Span events are
-// capped at maxEventsPerSpan; the last min(LIFECYCLE_RESERVE, half the cap) slots are
-// kept for state changes, resets and errors, so a connection with thousands of
-// retransmits still shows how it ended.
+// oldest open end is emitted as incomplete and evicted (its later records are counted as
+// `evicted`). SYN-ACK retransmits (cookie 0: the server socket does not exist yet) wait
+// in pending-synacks.ts. Span events are capped at maxEventsPerSpan; over the cap, state
+// changes are kept first, then resets and errors, then retransmits (span-events.ts), so
+// a connection with thousands of retransmits still shows how it ended.
 import { EventKind, isConnRecord, Life, TcpState, type KernelEvent } from '../decode/event.js';
 import { mayHaveTrailingEvents } from './close-rules.js';
 import {
@@ -46,6 +46,8 @@ export type EventDropReason =
   | 'no_socket' //        cookie 0: an RST sent for a packet no socket wanted
   | 'closed_socket' //    an event of a socket whose connection already ended (timewait, after CLOSE)
   | 'untracked' //        an event of a socket the kernel kept no life for (no memory: sock_map_full)
+  | 'request_socket' //   an event of a request socket (a handshake in progress, before its socket exists)
+  | 'evicted' //          a record of an end already emitted as evicted (incomplete)
   | 'unknown_kind' //     a record kind this version does not know
   | 'event_cap' //        a span event over maxEventsPerSpan (the record counts it too)
   | 'synack_unmatched' // a SYN-ACK retransmit whose server socket never appeared (expired, or at flush)
@@ -54,7 +56,7 @@ export type EventDropReason =
   | 'internal_error'; //  a bug: the record was dropped rather than thrown to the caller
 
 export const EVENT_DROP_REASONS: readonly EventDropReason[] = [
-  'no_socket', 'closed_socket', 'untracked', 'unknown_kind', 'event_cap', 'synack_unmatched', 'synack_overflow',
+  'no_socket', 'closed_socket', 'untracked', 'request_socket', 'evicted', 'unknown_kind', 'event_cap', 'synack_unmatched', 'synack_overflow',
   'sink_error', 'internal_error',
 ];
 
@@ -87,9 +89,6 @@ export interface Correlator {
   stats(): CorrelatorStats;
 }
 
-/** Span-event slots kept for lifecycle events (state changes, resets, errors). */
-export const LIFECYCLE_RESERVE = 8;
-
 export function createCorrelator(opts: CorrelatorOptions, sink: (rec: ConnectionRecord) => void): Correlator {
   return new CorrelatorImpl(opts, sink);
 }
@@ -97,8 +96,6 @@ export function createCorrelator(opts: CorrelatorOptions, sink: (rec: Connection
 class CorrelatorImpl implements Correlator {
   private readonly _maxConnections: number;
   private readonly _maxEvents: number;
-  /** events at which retransmits stop being recorded */
-  private readonly _retransmitRoom: number;
   private readonly _lingerNs: number;
   private readonly _sink: (rec: ConnectionRecord) => void;
   /** open and lingering ends, oldest first */
@@ -108,6 +105,10 @@ class CorrelatorImpl implements Correlator {
   private _lingerHead = 0;
   private _lingering = 0;
   private readonly _pending: PendingSynAcks;
+  /** ends evicted lately (cookie to life start): their later records are counted, not taken as new ends */
+  private readonly _evictedLives = new Map<number, number>();
+  private readonly _evictedRing: number[];
+  private _evictedAt = 0;
   private _emitted = 0;
   private _evicted = 0;
   private readonly _dropped: Record<EventDropReason, number>;
@@ -115,10 +116,10 @@ class CorrelatorImpl implements Correlator {
   constructor(opts: CorrelatorOptions, sink: (rec: ConnectionRecord) => void) {
     this._maxConnections = Math.max(1, Math.floor(opts.maxConnections));
     this._maxEvents = Math.max(0, Math.floor(opts.maxEventsPerSpan));
-    this._retransmitRoom = this._maxEvents - Math.min(LIFECYCLE_RESERVE, Math.floor(this._maxEvents / 2));
     this._lingerNs = Math.max(0, opts.lingerMs) * 1e6;
     this._pending = createPendingSynAcks(opts.maxPendingSynAcks, this._maxEvents);
     this._sink = sink;
+    this._evictedRing = new Array<number>(Math.max(1024, Math.min(this._maxConnections, 65536))).fill(-1);
     this._dropped = Object.fromEntries(EVENT_DROP_REASONS.map((r) => [r, 0])) as Record<EventDropReason, number>;
   }
 
@@ -173,14 +174,9 @@ class CorrelatorImpl implements Correlator {
   /** An Open or Close record: the end's life so far. */
   private _onLife(e: KernelEvent): void {
     let c = this._conns.get(e.cookie);
+    if (c === undefined && this._evictedLives.size > 0 && this._wasEvicted(e.cookie, e.startNs)) return;
     if (c !== undefined && c.lifeStartNs !== 0 && c.lifeStartNs !== e.startNs) {
-      // the same socket lives again (connect after a failed connect, or after disconnect):
-      // the previous life's Close never came
-      if (c.phase === OPEN) {
-        c.flags |= F_LOSS;
-        this._stop(c, c.lastTsNs);
-      }
-      this._finalize(c);
+      this._endPreviousLife(c);
       c = undefined;
     }
     const tracked = c !== undefined;
@@ -205,26 +201,61 @@ class CorrelatorImpl implements Correlator {
 
   private _onRare(e: KernelEvent): void {
     let c = this._conns.get(e.cookie);
+    if (c !== undefined && e.life !== Life.None && c.lifeStartNs !== 0 && c.lifeStartNs !== e.lifeStartNs) {
+      this._endPreviousLife(c);
+      c = undefined;
+    }
     if (c === undefined) {
       if (e.cookie === 0) {
         this._dropped.no_socket++;
         return;
       }
       if (e.life === Life.None) {
-        // no life in the kernel: its connection ended (timewait, a trailing event), or no memory
+        // no life in the kernel: its connection ended (timewait, a trailing event), a request socket, or no memory
         if (e.state === TcpState.CLOSE || e.state === TcpState.TIME_WAIT) this._dropped.closed_socket++;
+        else if (e.state === TcpState.NEW_SYN_RECV) this._dropped.request_socket++;
         else this._dropped.untracked++;
         return;
       }
+      if (this._evictedLives.size > 0 && this._wasEvicted(e.cookie, e.lifeStartNs)) return;
       c = new Conn(e);
       this._track(c, e.tsNs);
     }
-    if (!applyRare(c, e, this._maxEvents, this._retransmitRoom)) this._dropped.event_cap++;
+    if (!applyRare(c, e, this._maxEvents)) this._dropped.event_cap++;
+  }
+
+  /**
+   * The same socket lives again (connect after a failed connect, or after disconnect):
+   * a lingering previous life is complete; an open one never got its Close.
+   */
+  private _endPreviousLife(c: Conn): void {
+    if (c.phase === OPEN) {
+      c.flags |= F_LOSS;
+      this._stop(c, c.lastTsNs);
+    }
+    this._finalize(c);
+  }
+
+  /** A record of an end emitted as evicted: counted, so the end is not emitted twice. */
+  private _wasEvicted(cookie: number, lifeStartNs: number): boolean {
+    const life = this._evictedLives.get(cookie);
+    if (life === undefined || life !== lifeStartNs) return false; // not evicted, or a later life of that socket
+    this._dropped.evicted++;
+    return true;
+  }
+
+  private _rememberEvicted(c: Conn): void {
+    const ring = this._evictedRing;
+    const old = ring[this._evictedAt]!;
+    if (old >= 0) this._evictedLives.delete(old);
+    ring[this._evictedAt] = c.cookie;
+    this._evictedAt = (this._evictedAt + 1) % ring.length;
+    this._evictedLives.set(c.cookie, c.lifeStartNs);
   }
 
   private _attachSynAcks(c: Conn, e: KernelEvent): void {
     const p = this._pending.take(e);
-    if (p !== undefined) this._dropped.event_cap += attachSynAcks(c, p, this._maxEvents, this._retransmitRoom);
+    if (p !== undefined) this._dropped.event_cap += attachSynAcks(c, p, this._maxEvents);
   }
 
   private _track(c: Conn, nowNs: number): void {
@@ -267,6 +298,7 @@ class CorrelatorImpl implements Correlator {
     if (oldest === undefined) return;
     oldest.flags |= F_EVICTED;
     this._evicted++;
+    this._rememberEvicted(oldest);
     this._stop(oldest, nowNs);
     this._finalize(oldest);
   }
@@ -286,6 +318,7 @@ class CorrelatorImpl implements Correlator {
     }
     c.phase = DONE;
     const rec = toRecord(c, this._maxEvents);
+    this._dropped.event_cap += rec.droppedEvents - c.droppedEvents; // cut at emission, or not kept by the kernel
     this._emitted++;
     try {
       this._sink(rec);

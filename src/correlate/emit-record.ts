@@ -43,7 +43,7 @@ export function toRecord(c: Conn, maxEvents: number): ConnectionRecord {
     traceId = id.traceId;
     spanId = id.spanId;
   }
-  const events = unpackEvents(c.events, c.trans, maxEvents - c.nEvents, cut);
+  const events = unpackEvents(c.events, c.trans, maxEvents, cut);
 
   return {
     cookie: c.cookie,

@@ -2,9 +2,9 @@
  * A finished connection end as a plain span, independent of any OpenTelemetry SDK.
  *
  * Span: name `tcp.connection`; kind `client` (this host connected), `server` (it
- * accepted) or `internal` (tcpspan did not see the connection open). Times are
- * Unix-epoch nanoseconds as `bigint`: exact, where a Number would round to 256 ns;
- * {@link toHrTime} converts to the SDK's [seconds, nanoseconds].
+ * accepted) or `internal` (tcpspan did not see the connection open). Times are the
+ * SDK's HrTime, [seconds, nanoseconds] since the Unix epoch: exact with Numbers,
+ * where one Number of nanoseconds would round to 256 ns.
  *
  * Status: `error` for the close reasons refused, timeout, reset_received,
  * reset_sent, and for aborted when an errno ended the connection (EHOSTUNREACH, ...);
@@ -58,13 +58,17 @@ import {
   ATTR_NETWORK_TRANSPORT, ATTR_NETWORK_TYPE, NETWORK_TRANSPORT_VALUE_TCP, NETWORK_TYPE_VALUE_IPV4, NETWORK_TYPE_VALUE_IPV6,
 } from '@opentelemetry/semantic-conventions';
 import type { AttributeValue, CloseReason, ConnectionRecord } from './connection-record.js';
+import { isErrorClose } from './close-rules.js';
 import * as sc from './semconv.js';
 
 export const SPAN_NAME = 'tcp.connection';
 
+/** Unix-epoch time as [seconds, nanoseconds], the SDK's HrTime: exact with Numbers. */
+export type HrTime = [number, number];
+
 export interface SpanEventData {
   name: string;
-  timeUnixNano: bigint;
+  time: HrTime;
   attributes: Record<string, AttributeValue>;
 }
 
@@ -75,8 +79,8 @@ export interface SpanData {
   spanId: string;
   /** present on server spans only */
   parentSpanId?: string;
-  startTimeUnixNano: bigint;
-  endTimeUnixNano: bigint;
+  startTime: HrTime;
+  endTime: HrTime;
   attributes: Record<string, AttributeValue>;
   events: SpanEventData[];
   droppedEventsCount: number;
@@ -92,17 +96,31 @@ const ERROR_MESSAGES: Partial<Record<CloseReason, string>> = {
 };
 
 /**
- * The span of one connection end. `toEpochNs` converts CLOCK_MONOTONIC nanoseconds
- * to Unix-epoch nanoseconds (createClock() in decode/format.ts). It is taken for what
- * it is, an offset between the two clocks, read once as toEpochNs(0): a Number near
- * 1.7e18 is a multiple of 256, so converting each time would round every time by up
- * to 128 ns, while offset + monotonic time in bigint keeps each nanosecond.
+ * CLOCK_MONOTONIC nanoseconds to Unix-epoch HrTime, through one offset between the two
+ * clocks read once (createClock() in decode/format.ts): a Number near 1.7e18 is a multiple
+ * of 256, so converting each time would round each time, while the offset split into
+ * seconds and nanoseconds plus a monotonic time (< 2^53) keeps each nanosecond.
  */
-export function toSpanData(rec: ConnectionRecord, toEpochNs: (mono: number) => number): SpanData {
-  const offset = BigInt(Math.round(toEpochNs(0)));
-  const at = (mono: number): bigint => offset + BigInt(Math.round(mono));
-  const base = at(rec.startNs);
-  const isError = rec.closeReason !== 'aborted' ? ERROR_MESSAGES[rec.closeReason] !== undefined : rec.errno !== 0;
+export interface EpochOffset {
+  readonly sec: number;
+  readonly ns: number;
+}
+
+export function epochOffset(toEpochNs: (mono: number) => number): EpochOffset {
+  const off = toEpochNs(0);
+  const sec = Math.floor(off / 1e9);
+  return { sec, ns: Math.round(off - sec * 1e9) };
+}
+
+export function monoToHrTime(mono: number, off: EpochOffset): HrTime {
+  const t = off.ns + Math.round(mono);
+  const s = Math.floor(t / 1e9);
+  return [off.sec + s, t - s * 1e9];
+}
+
+/** The span of one connection end. */
+export function toSpanData(rec: ConnectionRecord, off: EpochOffset): SpanData {
+  const isError = isErrorClose(rec.closeReason, rec.errno);
 
   const a: Record<string, AttributeValue> = {
     [ATTR_NETWORK_TRANSPORT]: NETWORK_TRANSPORT_VALUE_TCP,
@@ -137,15 +155,20 @@ export function toSpanData(rec: ConnectionRecord, toEpochNs: (mono: number) => n
   if (rec.evicted) a[sc.ATTR_TCPSPAN_EVICTED] = true;
   if (rec.retransmitsFailed > 0) a[sc.ATTR_TCPSPAN_RETRANSMITS_FAILED] = rec.retransmitsFailed;
 
+  const events: SpanEventData[] = new Array(rec.events.length);
+  for (let i = 0; i < events.length; i++) {
+    const e = rec.events[i]!;
+    events[i] = { name: e.name, time: monoToHrTime(e.timeNs, off), attributes: e.attributes };
+  }
   const span: SpanData = {
     name: SPAN_NAME,
     kind: rec.kind === 'unknown' ? 'internal' : rec.kind,
     traceId: rec.traceId,
     spanId: rec.spanId,
-    startTimeUnixNano: base,
-    endTimeUnixNano: at(rec.endNs),
+    startTime: monoToHrTime(rec.startNs, off),
+    endTime: monoToHrTime(rec.endNs, off),
     attributes: a,
-    events: rec.events.map((e) => ({ name: e.name, timeUnixNano: at(e.timeNs), attributes: e.attributes })),
+    events,
     droppedEventsCount: rec.droppedEvents,
     status: isError
       ? { code: 'error', message: errorMessage(rec) }
@@ -160,7 +183,12 @@ function errorMessage(rec: ConnectionRecord): string {
   return rec.errorName !== undefined ? `${text} (${rec.errorName})` : text;
 }
 
-/** Unix-epoch nanoseconds as the SDK's HrTime: [seconds, nanoseconds]. */
-export function toHrTime(unixNano: bigint): [number, number] {
+/** Unix-epoch nanoseconds as HrTime (for tests and tools; the hot path never makes a bigint). */
+export function toHrTime(unixNano: bigint): HrTime {
   return [Number(unixNano / 1_000_000_000n), Number(unixNano % 1_000_000_000n)];
+}
+
+/** HrTime as Unix-epoch nanoseconds. */
+export function hrTimeToBigInt(t: HrTime): bigint {
+  return BigInt(t[0]) * 1_000_000_000n + BigInt(t[1]);
 }

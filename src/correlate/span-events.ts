@@ -100,21 +100,43 @@ function toEvent(code: number, timeNs: number, value: number): ConnectionEvent {
 
 /**
  * The span events of a connection, in time order: its rare events (packed, in arrival
- * order) merged with its state transitions (packed, from its connection record). At
- * most `room` transitions are kept; the number left out is returned in `cut[0]`.
+ * order) merged with its state transitions (packed, from its connection record), at
+ * most `max` of them. Over the cap, what shows how the connection went is kept first:
+ * state transitions, then resets and errors, then retransmits in order. How many were
+ * left out is returned in `cut[0]`.
  */
-export function unpackEvents(rare: readonly number[], trans: readonly number[], room: number, cut: number[]): ConnectionEvent[] {
-  const nRare = rare.length / 3;
-  const nTrans = Math.min(trans.length / 3, Math.max(0, room));
-  cut[0] = trans.length / 3 - nTrans;
-  const out: ConnectionEvent[] = new Array(nRare + nTrans);
-  let i = 0, j = 0, k = 0;
-  while (i < nRare || j < nTrans) {
+export function unpackEvents(rare: readonly number[], trans: readonly number[], max: number, cut: number[]): ConnectionEvent[] {
+  const nRare = rare.length / 3, nTrans = trans.length / 3;
+  let keepTrans = nTrans, keepLife = 0, keepRetrans = 0;
+  let lifecycle = 0;
+  for (let i = 0; i < rare.length; i += 3) if ((rare[i]! & 7) !== EventKind.Retransmit) lifecycle++;
+  if (nTrans + nRare > max) {
+    keepTrans = Math.min(nTrans, Math.max(0, max));
+    keepLife = Math.min(lifecycle, max - keepTrans);
+    keepRetrans = Math.min(nRare - lifecycle, max - keepTrans - keepLife);
+  } else {
+    keepLife = lifecycle;
+    keepRetrans = nRare - lifecycle;
+  }
+  cut[0] = nTrans + nRare - keepTrans - keepLife - keepRetrans;
+  const out: ConnectionEvent[] = new Array(keepTrans + keepLife + keepRetrans);
+  let i = 0, j = 0, k = 0, life = 0, retrans = 0;
+  for (;;) {
+    // the next rare event that is kept
+    while (i < nRare) {
+      const isRetrans = (rare[3 * i]! & 7) === EventKind.Retransmit;
+      if (isRetrans ? retrans < keepRetrans : life < keepLife) break;
+      i++;
+    }
+    const haveRare = i < nRare, haveTrans = j < keepTrans;
+    if (!haveRare && !haveTrans) break;
     // on equal times the transition first: the kernel reports a state change before what follows it
-    if (j < nTrans && (i >= nRare || trans[3 * j + 1]! <= rare[3 * i + 1]!)) {
+    if (haveTrans && (!haveRare || trans[3 * j + 1]! <= rare[3 * i + 1]!)) {
       out[k++] = toEvent(trans[3 * j]!, trans[3 * j + 1]!, trans[3 * j + 2]!);
       j++;
     } else {
+      if ((rare[3 * i]! & 7) === EventKind.Retransmit) retrans++;
+      else life++;
       out[k++] = toEvent(rare[3 * i]!, rare[3 * i + 1]!, rare[3 * i + 2]!);
       i++;
     }

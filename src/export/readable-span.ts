@@ -1,4 +1,5 @@
-// SpanData (correlate stage) as the SDK's ReadableSpan, the shape every SpanExporter takes.
+// SpanData (correlate stage) as the SDK's ReadableSpan, the shape the SDK's SpanExporters
+// take (the OTLP/JSON file exporter uses it; OTLP gRPC encodes SpanData directly).
 //
 // A plain object rather than an SDK Span: the span is already finished, so none of
 // the Span machinery (limits, processors, clock, ended checks) has anything to do,
@@ -7,7 +8,7 @@ import { SpanKind, SpanStatusCode, TraceFlags, type SpanContext, type SpanStatus
 import type { InstrumentationScope } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace';
-import { toHrTime, type SpanData } from '../correlate/span-data.js';
+import type { HrTime, SpanData } from '../correlate/span-data.js';
 
 const KINDS: Record<SpanData['kind'], SpanKind> = {
   client: SpanKind.CLIENT,
@@ -28,7 +29,7 @@ export function toReadableSpan(d: SpanData, resource: Resource, scope: Instrumen
   const events: TimedEvent[] = new Array(d.events.length);
   for (let i = 0; i < d.events.length; i++) {
     const e = d.events[i]!;
-    events[i] = { name: e.name, time: toHrTime(e.timeUnixNano), attributes: e.attributes, droppedAttributesCount: 0 };
+    events[i] = { name: e.name, time: e.time, attributes: e.attributes, droppedAttributesCount: 0 };
   }
   const span: ReadableSpan = {
     name: d.name,
@@ -37,9 +38,9 @@ export function toReadableSpan(d: SpanData, resource: Resource, scope: Instrumen
     parentSpanContext: d.parentSpanId === undefined
       ? undefined
       : { traceId: d.traceId, spanId: d.parentSpanId, traceFlags: TraceFlags.SAMPLED, isRemote: true },
-    startTime: toHrTime(d.startTimeUnixNano),
-    endTime: toHrTime(d.endTimeUnixNano),
-    duration: toHrTime(d.endTimeUnixNano - d.startTimeUnixNano),
+    startTime: d.startTime,
+    endTime: d.endTime,
+    duration: hrDuration(d.startTime, d.endTime),
     status: d.status.code === 'error'
       ? { code: SpanStatusCode.ERROR, message: d.status.message }
       : UNSET,
@@ -54,4 +55,10 @@ export function toReadableSpan(d: SpanData, resource: Resource, scope: Instrumen
     droppedLinksCount: 0,
   };
   return span;
+}
+
+function hrDuration(start: HrTime, end: HrTime): HrTime {
+  let sec = end[0] - start[0], ns = end[1] - start[1];
+  if (ns < 0) { sec--; ns += 1e9; }
+  return [sec, ns];
 }

@@ -9,7 +9,12 @@
 // Memory bound: at most maxQueueSize spans are held, queued and in the batch being
 // exported or waiting for a retry together.
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
+
+/** What the queue drives: the SDK's SpanExporter shape, over any span type. */
+export interface BatchExporter<T> {
+  export(items: T[], resultCallback: (result: ExportResult) => void): void;
+  shutdown(): Promise<void>;
+}
 
 /**
  * Why a span was not exported:
@@ -17,9 +22,9 @@ import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
  * - `export_failed`     its batch failed maxRetries + 1 times, or with an error a retry cannot fix
  * - `shutdown_deadline` still held when shutdown's deadline passed
  */
-export type DropReason = 'queue_full' | 'export_failed' | 'shutdown_deadline';
+export type SpanDropReason = 'queue_full' | 'export_failed' | 'shutdown_deadline';
 
-export const DROP_REASONS: readonly DropReason[] = ['queue_full', 'export_failed', 'shutdown_deadline'];
+export const SPAN_DROP_REASONS: readonly SpanDropReason[] = ['queue_full', 'export_failed', 'shutdown_deadline'];
 
 export interface SpanExportQueueOptions {
   /** Spans held at most (queued plus the batch being exported); add() refuses beyond. */
@@ -35,7 +40,7 @@ export interface SpanExportQueueOptions {
   /** Delay before the first retry; doubled for each further one (with ±20 % jitter, at most 30 s). */
   retryInitialDelayMs: number;
   onExported?(n: number): void;
-  onDropped?(n: number, reason: DropReason): void;
+  onDropped?(n: number, reason: SpanDropReason): void;
   /** Where failures and drops are reported, once per burst, never per span. */
   log?(msg: string): void;
 }
@@ -45,7 +50,7 @@ export interface SpanExportQueueStats {
   queued: number;
   /** Spans the exporter accepted. */
   exported: number;
-  dropped: Record<DropReason, number>;
+  dropped: Record<SpanDropReason, number>;
   /** exporter.export() calls, retries included. */
   exportCalls: number;
   /** Calls that failed or timed out. */
@@ -56,9 +61,9 @@ export interface SpanExportQueueStats {
   inFlight: number;
 }
 
-export interface SpanExportQueue {
+export interface SpanExportQueue<T> {
   /** Queues a finished span; false (counted as queue_full) when full or shut down. Never throws. */
-  add(span: ReadableSpan): boolean;
+  add(span: T): boolean;
   /**
    * Exports everything added before the call, without waiting for scheduledDelayMs.
    * Resolves when that is done (exported or dropped) or after `deadlineMs` milliseconds,
@@ -74,8 +79,8 @@ export interface SpanExportQueue {
   stats(): SpanExportQueueStats;
 }
 
-export function createSpanExportQueue(exporter: SpanExporter, opts: SpanExportQueueOptions): SpanExportQueue {
-  return new BoundedSpanExportQueue(exporter, opts);
+export function createSpanExportQueue<T>(exporter: BatchExporter<T>, opts: SpanExportQueueOptions): SpanExportQueue<T> {
+  return new BoundedSpanExportQueue<T>(exporter, opts);
 }
 
 const MAX_RETRY_DELAY_MS = 30_000;
@@ -117,8 +122,8 @@ interface Waiter {
   resolve(): void;
 }
 
-class BoundedSpanExportQueue implements SpanExportQueue {
-  private readonly _exporter: SpanExporter;
+class BoundedSpanExportQueue<T> implements SpanExportQueue<T> {
+  private readonly _exporter: BatchExporter<T>;
   private readonly _maxQueueSize: number;
   private readonly _maxExportBatchSize: number;
   private readonly _scheduledDelayMs: number;
@@ -126,12 +131,12 @@ class BoundedSpanExportQueue implements SpanExportQueue {
   private readonly _maxRetries: number;
   private readonly _retryInitialDelayMs: number;
   private readonly _onExported: ((n: number) => void) | undefined;
-  private readonly _onDropped: ((n: number, reason: DropReason) => void) | undefined;
+  private readonly _onDropped: ((n: number, reason: SpanDropReason) => void) | undefined;
   private readonly _log: ((msg: string) => void) | undefined;
 
-  private _queue: ReadableSpan[] = [];
+  private _queue: T[] = [];
   /** the batch being exported or waiting for a retry */
-  private _batch: ReadableSpan[] | undefined;
+  private _batch: T[] | undefined;
   /** failed attempts of _batch so far */
   private _attempts = 0;
   private _exporting = false;
@@ -151,14 +156,14 @@ class BoundedSpanExportQueue implements SpanExportQueue {
 
   private readonly _stats = {
     exported: 0, exportCalls: 0, failedCalls: 0, retries: 0,
-    dropped: { queue_full: 0, export_failed: 0, shutdown_deadline: 0 } as Record<DropReason, number>,
+    dropped: { queue_full: 0, export_failed: 0, shutdown_deadline: 0 } as Record<SpanDropReason, number>,
   };
   /** drops per reason in the current burst (since the first drop after a good spell) */
-  private readonly _burst: Record<DropReason, number> = { queue_full: 0, export_failed: 0, shutdown_deadline: 0 };
+  private readonly _burst: Record<SpanDropReason, number> = { queue_full: 0, export_failed: 0, shutdown_deadline: 0 };
   /** export calls failed in a row; the first is logged, and the recovery */
   private _failStreak = 0;
 
-  constructor(exporter: SpanExporter, opts: SpanExportQueueOptions) {
+  constructor(exporter: BatchExporter<T>, opts: SpanExportQueueOptions) {
     this._exporter = exporter;
     this._maxQueueSize = Math.max(1, opts.maxQueueSize);
     this._maxExportBatchSize = Math.max(1, Math.min(opts.maxExportBatchSize, this._maxQueueSize));
@@ -171,7 +176,7 @@ class BoundedSpanExportQueue implements SpanExportQueue {
     this._log = opts.log;
   }
 
-  add(span: ReadableSpan): boolean {
+  add(span: T): boolean {
     if (this._closed || this._queue.length + (this._batch?.length ?? 0) >= this._maxQueueSize) {
       this._drop(1, 'queue_full', this._closed ? 'the queue is shut down' : `maxQueueSize (${this._maxQueueSize}) reached`);
       return false;
@@ -251,7 +256,7 @@ class BoundedSpanExportQueue implements SpanExportQueue {
   }
 
   /** The outcome of one export call of `batch`. */
-  private _exported(batch: ReadableSpan[], result: ExportResult): void {
+  private _exported(batch: T[], result: ExportResult): void {
     this._exporting = false;
     if (batch !== this._batch) return; // given up at the shutdown deadline while in flight
     if (result.code === ExportResultCode.SUCCESS) {
@@ -335,7 +340,7 @@ class BoundedSpanExportQueue implements SpanExportQueue {
     this._settled += left;
     if (left > 0) this._drop(left, 'shutdown_deadline', 'not exported before the shutdown deadline');
     this._wake();
-    for (const reason of DROP_REASONS) if (this._burst[reason] > 0) this._endBurst(reason);
+    for (const reason of SPAN_DROP_REASONS) if (this._burst[reason] > 0) this._endBurst(reason);
 
     let timer: NodeJS.Timeout | undefined;
     const stopped = Promise.resolve()
@@ -348,14 +353,14 @@ class BoundedSpanExportQueue implements SpanExportQueue {
 
   // ------------------------------------------------------------- accounting
 
-  private _drop(n: number, reason: DropReason, why: string): void {
+  private _drop(n: number, reason: SpanDropReason, why: string): void {
     this._stats.dropped[reason] += n;
     if (this._burst[reason] === 0) this._logMsg(`dropping spans (${reason}): ${why}`);
     this._burst[reason] += n;
     this._call(() => this._onDropped?.(n, reason));
   }
 
-  private _endBurst(reason: DropReason): void {
+  private _endBurst(reason: SpanDropReason): void {
     this._logMsg(`dropped ${this._burst[reason]} span(s) (${reason})`);
     this._burst[reason] = 0;
   }

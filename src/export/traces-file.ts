@@ -3,7 +3,11 @@
 import fs from 'node:fs';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
+import type { InstrumentationScope } from '@opentelemetry/core';
+import type { Resource } from '@opentelemetry/resources';
+import type { SpanData } from '../correlate/span-data.js';
+import { toReadableSpan } from './readable-span.js';
+import type { BatchExporter } from './span-export-queue.js';
 
 const NEWLINE = Buffer.from('\n');
 
@@ -13,13 +17,13 @@ const NEWLINE = Buffer.from('\n');
  * is written with one write call so lines stay whole. shutdown() closes the file
  * (stdout stays open).
  */
-export function createTracesFileExporter(path: string | '-'): SpanExporter {
-  return new TracesFileExporter(path);
+export function createTracesFileExporter(path: string | '-', resource: Resource, scope: InstrumentationScope): BatchExporter<SpanData> {
+  return new TracesFileExporter(path, resource, scope);
 }
 
 type Write = (data: Buffer) => Promise<void>;
 
-class TracesFileExporter implements SpanExporter {
+class TracesFileExporter implements BatchExporter<SpanData> {
   private readonly _path: string;
   private _file: Promise<fs.promises.FileHandle> | undefined;
   /** the last write; writes are chained so requests keep their order */
@@ -29,7 +33,7 @@ class TracesFileExporter implements SpanExporter {
   /** EPIPE and the like also come as 'error' events, which would crash the process unheard */
   private readonly _onStdoutError = (): void => undefined;
 
-  constructor(path: string) {
+  constructor(path: string, private readonly _resource: Resource, private readonly _scope: InstrumentationScope) {
     this._path = path;
     if (path === '-') {
       process.stdout.on('error', this._onStdoutError);
@@ -45,14 +49,14 @@ class TracesFileExporter implements SpanExporter {
     }
   }
 
-  export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
+  export(spans: SpanData[], resultCallback: (result: ExportResult) => void): void {
     if (this._closed) {
       resultCallback({ code: ExportResultCode.FAILED, error: new Error(`traces file ${this._path}: exporter is shut down`) });
       return;
     }
     let line: Buffer;
     try {
-      const body = JsonTraceSerializer.serializeRequest(spans);
+      const body = JsonTraceSerializer.serializeRequest(spans.map((d) => toReadableSpan(d, this._resource, this._scope)));
       if (body === undefined) throw new Error('the serializer returned nothing');
       line = Buffer.concat([body, NEWLINE]);
     } catch (err) {

@@ -4,7 +4,7 @@ import { createRingPoller, type RingPoller } from '../capture/ring-poller.js';
 import { decodeEvent, newKernelEvent, type RecordMemory } from '../decode/event.js';
 import { createCorrelator, type Correlator, type CorrelatorOptions } from '../correlate/correlator.js';
 import type { ConnectionRecord } from '../correlate/connection-record.js';
-import { toSpanData, type SpanData } from '../correlate/span-data.js';
+import { epochOffset, toSpanData, type EpochOffset, type SpanData } from '../correlate/span-data.js';
 import type { Clock } from '../decode/format.js';
 import type { HealthSources } from '../export/bridge-metrics.js';
 
@@ -65,8 +65,10 @@ class RingBridge implements Bridge {
   private _stopping: Promise<BridgeSummary> | undefined;
   private _lingerTimer: NodeJS.Timeout | undefined;
   private readonly _handle: (m: RecordMemory, off: number) => void;
+  private readonly _epoch: EpochOffset;
 
   constructor(private readonly _opts: BridgeOptions) {
+    this._epoch = epochOffset(_opts.clock.toEpochNs);
     this._correlator = createCorrelator(_opts.correlator, (rec) => this._emit(rec));
     this._handle = (m, off) => {
       decodeEvent(m, off, this._event);
@@ -126,7 +128,7 @@ class RingBridge implements Bridge {
 
   private _emit(rec: ConnectionRecord): void {
     this._spans++;
-    const span = toSpanData(rec, this._opts.clock.toEpochNs);
+    const span = toSpanData(rec, this._epoch);
     this._opts.onRecord?.(rec);
     for (const sink of this._opts.sinks) sink.accept(rec, span);
   }

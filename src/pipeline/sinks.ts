@@ -1,11 +1,9 @@
 // The span sinks of `tcpspan run`: readable console lines, and span exporters behind a bounded queue.
-import type { Resource } from '@opentelemetry/resources';
 import type { InstrumentationScope } from '@opentelemetry/core';
-import type { SpanExporter } from '@opentelemetry/sdk-trace';
 import type { SpanSink } from './bridge.js';
+import type { SpanData } from '../correlate/span-data.js';
 import { CONSOLE_HEADER, formatConsoleLine } from '../export/console-line.js';
-import { toReadableSpan } from '../export/readable-span.js';
-import { createSpanExportQueue, type SpanExportQueueOptions } from '../export/span-export-queue.js';
+import { createSpanExportQueue, type BatchExporter, type SpanExportQueueOptions } from '../export/span-export-queue.js';
 
 export const SCOPE: InstrumentationScope = { name: 'tcpspan', version: '0.1.0' };
 
@@ -19,7 +17,7 @@ export function createConsoleSink(write: (text: string) => void): SpanSink {
     accept(rec, span) {
       try {
         if (!headerDone) { write(`${CONSOLE_HEADER}\n`); headerDone = true; }
-        write(`${formatConsoleLine(rec, Number(span.endTimeUnixNano / 1_000_000n))}\n`);
+        write(`${formatConsoleLine(rec, span.endTime[0] * 1000 + Math.floor(span.endTime[1] / 1e6))}\n`);
         printed++;
       } catch {
         failed++;
@@ -31,14 +29,14 @@ export function createConsoleSink(write: (text: string) => void): SpanSink {
   };
 }
 
-/** Spans to a SpanExporter (OTLP gRPC, OTLP/JSON file) through a bounded, retrying queue. */
-export function createExporterSink(name: string, exporter: SpanExporter, resource: Resource,
+/** Spans to an exporter (OTLP gRPC, OTLP/JSON file) through a bounded, retrying queue. */
+export function createExporterSink(name: string, exporter: BatchExporter<SpanData>,
                                    queue: Omit<SpanExportQueueOptions, 'log'>, log: (m: string) => void): SpanSink {
   const q = createSpanExportQueue(exporter, { ...queue, log: (m: string) => log(`${name}: ${m}`) });
   return {
     name,
     accept(_rec, span) {
-      q.add(toReadableSpan(span, resource, SCOPE));
+      q.add(span);
     },
     shutdown: (deadlineMs) => q.shutdown(deadlineMs),
     exported: () => q.stats().exported,

@@ -198,7 +198,7 @@ export class Endpoint {
 }
 
 /** A socket's life as the kernel keeps it in socket storage. */
-interface SimLife {
+export interface SimLife {
   rec: KernelEvent;
   closed: boolean;
 }
@@ -215,16 +215,31 @@ function setTuple(rec: KernelEvent, s: KernelStep): void {
   });
 }
 
-/** The records the BPF programs send for these steps, in order (see the comment on KernelStep). */
-export function simulateKernel(steps: readonly KernelStep[]): KernelEvent[] {
-  const lives = new Map<number, SimLife>();
+/** The kernel's socket storage: the life kept per socket (cookie). */
+export type SocketStorage = Map<number, SimLife>;
+
+/**
+ * The records the BPF programs send for these steps, in order (see the comment on
+ * KernelStep). `storage` is the kernel's socket storage, kept across calls.
+ */
+export function simulateKernel(steps: readonly KernelStep[], storage: SocketStorage = new Map()): KernelEvent[] {
+  const lives = storage;
   const out: KernelEvent[] = [];
   for (const s of steps) {
     if (s.kind !== StepKind.State) {
       const e = newKernelEvent();
       setTuple(e, s);
       Object.assign(e, { kind: STEP_TO_EVENT[s.kind]!, tsNs: s.tsNs, state: s.state, error: s.error, seq: s.seq, segs: s.segs, tcpFlags: s.tcpFlags });
-      const life = lives.get(s.cookie);
+      let life = lives.get(s.cookie);
+      if (life === undefined && s.kind !== StepKind.SynAckRetransmit && s.cookie !== 0 &&
+          s.state !== TcpState.TIME_WAIT && s.state !== TcpState.NEW_SYN_RECV && s.state !== TcpState.CLOSE) {
+        // socket_event(): a full socket seen for the first time, and not closed, gets a life (start: now)
+        const rec = newKernelEvent();
+        setTuple(rec, s);
+        rec.startNs = s.tsNs;
+        life = { rec, closed: false };
+        lives.set(s.cookie, life);
+      }
       if (s.kind === StepKind.SynAckRetransmit || life === undefined || life.closed) {
         e.flags = EventFlag.Untracked;
         e.life = Life.None;
@@ -296,13 +311,21 @@ function lifeOf(r: KernelEvent): number {
   return Life.Midway;
 }
 
+const storages = new WeakMap<Correlator, SocketStorage>();
+
 /**
  * Feeds the kernel's records for these steps through ONE reused object, as the ring
  * reader does, and scribbles over it after each call: a correlator that kept a
- * reference would see garbage.
+ * reference would see garbage. One simulated kernel per correlator: a socket's life
+ * goes on from one drive() call to the next, as it does in the kernel.
  */
 export function drive(c: Correlator, steps: readonly KernelStep[]): void {
-  feed(c, simulateKernel(steps));
+  let storage = storages.get(c);
+  if (storage === undefined) {
+    storage = new Map();
+    storages.set(c, storage);
+  }
+  feed(c, simulateKernel(steps, storage));
 }
 
 /** Feeds records through one reused, scribbled-over object (see drive). */
