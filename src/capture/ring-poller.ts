@@ -3,13 +3,21 @@
 // Idle: one epoll_wait on a libuv worker thread (koffi .async) until the kernel
 // signals data. Busy: drain on a short timer and stay off epoll, because an
 // eager consumer makes the kernel wake it every few records, which costs ~10x
-// kernel time per event. When a drain finds nothing, go back to idle.
+// kernel time per event. When a drain finds nothing, go back to idle. Behind
+// (a drain stopped at its bound): drain again right after the event loop's I/O,
+// so exports keep going while the ring is full, instead of one endless drain.
 import * as libc from './libc.js';
 import type { RingBuffer } from './ring-buffer.js';
 
 export interface RingPollerOptions {
   /** Milliseconds between drains while events keep coming. */
   busyIntervalMs: number;
+  /**
+   * A drain that handled this many records stopped at its bound with more waiting: the
+   * next one runs right after the event loop's I/O (setImmediate), not after
+   * busyIntervalMs. Unset: every drain takes all there is.
+   */
+  batchRecords?: number;
   /** Called after each drain with the number of records handled. */
   onDrain?: (records: number) => void;
 }
@@ -29,6 +37,7 @@ class EpollRingPoller implements RingPoller {
   private readonly _wakeFd: number;
   private readonly _events = Buffer.alloc(libc.EPOLL_EVENT_SIZE * 2);
   private _timer: NodeJS.Timeout | undefined;
+  private _immediate: NodeJS.Immediate | undefined;
   private _waiting: Promise<void> | undefined;
   private _started = false;
   private _stopped = false;
@@ -64,10 +73,14 @@ class EpollRingPoller implements RingPoller {
 
   private _tick = (): void => {
     this._timer = undefined;
+    this._immediate = undefined;
     if (this._stopped) return;
     const n = this._drain();
     this._opts.onDrain?.(n);
-    if (n > 0 || this._ring.pending() > 0) {
+    if (this._opts.batchRecords !== undefined && n >= this._opts.batchRecords) {
+      // behind: keep draining, but let exports and timers run between batches
+      this._immediate = setImmediate(this._tick);
+    } else if (n > 0 || this._ring.pending() > 0) {
       this._timer = setTimeout(this._tick, this._opts.busyIntervalMs);
     } else {
       this._waitReadable();
@@ -92,7 +105,9 @@ class EpollRingPoller implements RingPoller {
   private async _stop(): Promise<void> {
     this._stopped = true;
     if (this._timer) clearTimeout(this._timer);
+    if (this._immediate) clearImmediate(this._immediate);
     this._timer = undefined;
+    this._immediate = undefined;
     if (this._waiting) {
       const one = Buffer.alloc(8);
       one.writeBigUInt64LE(1n);

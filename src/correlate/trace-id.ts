@@ -9,7 +9,7 @@
 // The server span's parent is the client span (RPC convention); the client span is
 // a root. Two unrelated connections share ids only if both ISN pairs match (64 bits).
 // Connections without an observed handshake get random ids.
-import { createHash, randomFillSync } from 'node:crypto';
+import { hash, randomFillSync } from 'node:crypto';
 
 export interface TraceIdentity {
   /** 32 lowercase hex digits */
@@ -21,17 +21,33 @@ export interface TraceIdentity {
 }
 
 const DOMAIN = Buffer.from('tcpspan/trace/v1', 'latin1');
+// the hash input, reused: DOMAIN || client ISN || server ISN [|| retry]
+const input = Buffer.alloc(DOMAIN.length + 9);
+DOMAIN.copy(input, 0);
+
+// Both ends of a connection on this host ask for the same pair, one right after the other.
+// Keyed by the client ISN, holding the server ISN it came with.
+const recent = new Map<number, { serverIsn: number; id: TraceIdentity }>();
+const RECENT_MAX = 4096;
 
 /** The ids both ends of one connection compute from its ISNs. */
 export function traceIdentityFromIsn(clientIsn: number, serverIsn: number): TraceIdentity {
-  const isns = Buffer.allocUnsafe(8);
-  isns.writeUInt32BE(clientIsn >>> 0, 0);
-  isns.writeUInt32BE(serverIsn >>> 0, 4);
+  const c = clientIsn >>> 0, s = serverIsn >>> 0;
+  const hit = recent.get(c);
+  if (hit !== undefined && hit.serverIsn === s) return hit.id;
+  const id = computeIdentity(c, s);
+  if (recent.size >= RECENT_MAX) recent.clear();
+  recent.set(c, { serverIsn: s, id });
+  return id;
+}
+
+function computeIdentity(clientIsn: number, serverIsn: number): TraceIdentity {
+  input.writeUInt32BE(clientIsn >>> 0, DOMAIN.length);
+  input.writeUInt32BE(serverIsn >>> 0, DOMAIN.length + 4);
   // an all-zero id is invalid in W3C trace context; so is a span its own parent
   for (let retry = 0; ; retry++) {
-    const h = createHash('sha256').update(DOMAIN).update(isns);
-    if (retry > 0) h.update(Buffer.of(retry & 0xff));
-    const d = h.digest();
+    input[DOMAIN.length + 8] = retry & 0xff;
+    const d = hash('sha256', retry > 0 ? input : input.subarray(0, DOMAIN.length + 8), 'buffer');
     if (isZero(d, 0, 16) || isZero(d, 16, 24) || isZero(d, 24, 32) || d.compare(d, 16, 24, 24, 32) === 0) continue;
     return {
       traceId: d.toString('hex', 0, 16),

@@ -23,6 +23,24 @@ const KIND: Record<SpanData['kind'], number> = { internal: 1, server: 2, client:
 const STATUS_ERROR = 2;
 const FLAG_SAMPLED = 0x01, FLAG_HAS_IS_REMOTE = 0x100, FLAG_IS_REMOTE = 0x200;
 
+// Encoded string fields by field number and string (see ProtoWriter.string).
+const MAX_CACHED_STRINGS = 8192;
+const MAX_CACHED_LENGTH = 64;
+const FIELD_CACHE: Map<string, Uint8Array>[] = Array.from({ length: 6 }, () => new Map());
+
+function encodeStringField(field: number, s: string): Uint8Array {
+  const body = Buffer.from(s, 'utf8');
+  const w = new ProtoWriter(body.length + 8);
+  w.tag(field, LEN);
+  w.varint(body.length);
+  w.bytes(body);
+  return Buffer.from(w.finish());
+}
+
+const HEX = new Uint8Array(128);
+for (let i = 0; i < 10; i++) HEX[48 + i] = i;
+for (let i = 0; i < 6; i++) { HEX[97 + i] = 10 + i; HEX[65 + i] = 10 + i; }
+
 /** A protobuf writer over one buffer that grows; nested messages are length-prefixed in place. */
 class ProtoWriter {
   buf: Buffer;
@@ -64,12 +82,21 @@ class ProtoWriter {
     this.varint(tag(field, wire));
   }
 
+  /**
+   * A string field. Attribute keys, event names and most values (addresses, states,
+   * executable names) repeat from span to span: their encoded field is cached.
+   */
   string(field: number, s: string): void {
-    this.tag(field, LEN);
-    const n = Buffer.byteLength(s);
-    this.varint(n);
-    this._room(n);
-    this.pos += this.buf.write(s, this.pos, 'utf8');
+    const cache = FIELD_CACHE[field]!;
+    let enc = cache.get(s);
+    if (enc === undefined) {
+      enc = encodeStringField(field, s);
+      if (s.length <= MAX_CACHED_LENGTH) {
+        if (cache.size >= MAX_CACHED_STRINGS) cache.clear();
+        cache.set(s, enc);
+      }
+    }
+    this.bytes(enc);
   }
 
   hex(field: number, hex: string): void {
@@ -77,13 +104,21 @@ class ProtoWriter {
     this.tag(field, LEN);
     this.varint(n);
     this._room(n);
-    this.pos += this.buf.write(hex, this.pos, 'hex');
+    const b = this.buf;
+    for (let i = 0, p = this.pos; i < hex.length; i += 2) b[p++] = (HEX[hex.charCodeAt(i)]! << 4) | HEX[hex.charCodeAt(i + 1)]!;
+    this.pos += n;
   }
 
   bytes(b: Uint8Array): void {
-    this._room(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
+    const n = b.length;
+    this._room(n);
+    if (n > 24) {
+      this.buf.set(b, this.pos);
+    } else {
+      const buf = this.buf;
+      for (let i = 0, p = this.pos; i < n; i++) buf[p + i] = b[i]!;
+    }
+    this.pos += n;
   }
 
   fixed32(field: number, v: number): void {

@@ -53,6 +53,12 @@ export function createBridge(opts: BridgeOptions): Bridge {
 
 const nowMono = (): number => Number(process.hrtime.bigint());
 
+/**
+ * Records handled per drain at most (two per connection end): a few milliseconds of
+ * work, after which the event loop runs exports and timers before the next batch.
+ */
+const DRAIN_BATCH = 4096;
+
 class RingBridge implements Bridge {
   readonly health: HealthSources;
   private readonly _correlator: Correlator;
@@ -75,7 +81,8 @@ class RingBridge implements Bridge {
       this._received++;
       this._correlator.onEvent(this._event);
     };
-    this._poller = createRingPoller(_opts.capture.ring, () => this._drain(), { busyIntervalMs: _opts.busyIntervalMs ?? 2 });
+    this._poller = createRingPoller(_opts.capture.ring, () => this._drain(DRAIN_BATCH),
+      { busyIntervalMs: _opts.busyIntervalMs ?? 2, batchRecords: DRAIN_BATCH });
     this.health = {
       kernelEventsReceived: () => this._received,
       kernelEventsLost: () => ({ ringbuf_full: this._opts.capture.readCounters().ringbufFull }),
@@ -94,8 +101,8 @@ class RingBridge implements Bridge {
     this._poller.start();
   }
 
-  private _drain(): number {
-    const n = this._opts.capture.ring.drain(this._handle);
+  private _drain(max?: number): number {
+    const n = this._opts.capture.ring.drain(this._handle, max);
     const now = nowMono();
     this._correlator.tick(now);
     if (now - this._lastLossCheck > (this._opts.lossCheckMs ?? 250) * 1e6) this._checkLoss(now);
