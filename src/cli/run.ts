@@ -8,7 +8,7 @@ import { createBridge } from '../pipeline/bridge.js';
 import { createConsoleSink, createExporterSink, SCOPE } from '../pipeline/sinks.js';
 import type { SpanSink } from '../pipeline/bridge.js';
 import { createTelemetry } from '../export/telemetry.js';
-import { createBridgeMetrics } from '../export/bridge-metrics.js';
+import { observeHealth } from '../export/bridge-metrics.js';
 import { createTracesFileExporter } from '../export/traces-file.js';
 import { createOtlpGrpcSpanExporter } from '../export/otlp-grpc-span-exporter.js';
 import { onShutdownSignal } from './common.js';
@@ -95,8 +95,8 @@ async function runBridge(cfg: TcpspanConfig): Promise<number> {
     await telemetry.shutdown();
     throw err;
   }
-  const bridge = createBridge({ capture, clock: createClock(), correlator: cfg.correlator, sinks, onRecord: (r) => metrics.record(r) });
-  const metrics = createBridgeMetrics(telemetry.meter, bridge.health);
+  const bridge = createBridge({ capture, clock: createClock(), correlator: cfg.correlator, sinks, onRecord: (r) => telemetry.connections.record(r) });
+  observeHealth(telemetry.meter, bridge.health);
   const stopped = new Promise<void>((resolve) => onShutdownSignal(resolve));
   bridge.start();
   say(`running: ${capture.programs.filter((p) => p.attached).length} programs attached; spans to ${sinks.map((s) => s.name).join(', ') || 'nowhere'}` +

@@ -4,6 +4,7 @@ import { NodeSDK } from '@opentelemetry/sdk-node';
 import { defaultResource, detectResources, envDetector, hostDetector, osDetector, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import { PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
+import { createConnectionMetrics, type ConnectionMetrics } from './connection-metrics.js';
 
 export interface TelemetryOptions {
   serviceName: string;
@@ -16,6 +17,8 @@ export interface TelemetryOptions {
 export interface Telemetry {
   readonly resource: Resource;
   readonly meter: Meter;
+  /** What the connections did: record each finished end here. */
+  readonly connections: ConnectionMetrics;
   /** Exports the last metrics and stops. Idempotent. */
   shutdown(): Promise<void>;
 }
@@ -33,9 +36,11 @@ export async function createResource(serviceName: string): Promise<Resource> {
 
 export async function createTelemetry(opts: TelemetryOptions): Promise<Telemetry> {
   const resource = await createResource(opts.serviceName);
+  const connections = createConnectionMetrics(resource);
   const readers: IMetricReader[] = [];
   if (opts.metricsEndpoint) {
     readers.push(new PeriodicExportingMetricReader({
+      metricProducers: [connections.producer],
       exporter: new OTLPMetricExporter({ url: opts.metricsEndpoint, timeoutMillis: opts.exportTimeoutMs }),
       exportIntervalMillis: opts.metricIntervalMs,
       exportTimeoutMillis: Math.min(opts.exportTimeoutMs, opts.metricIntervalMs),
@@ -50,6 +55,7 @@ export async function createTelemetry(opts: TelemetryOptions): Promise<Telemetry
   return {
     resource,
     meter: metrics.getMeter('tcpspan'),
+    connections,
     // shutdown alone: forceFlush() then shutdown() would export everything twice
     shutdown: () => (stopping ??= sdk.shutdown().catch(() => undefined)),
   };

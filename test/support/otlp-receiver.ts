@@ -347,6 +347,12 @@ function exportMethod(serviceName: string): grpc.ServiceDefinition {
   };
 }
 
+/** Decodes the bytes of one ExportTraceServiceRequest as the receiver does. */
+export function decodeTraceRequest(body: Uint8Array): ReceivedSpan[] {
+  const type = requestType('opentelemetry.proto.collector.trace.v1.TraceService');
+  return flattenTrace(type.toObject(type.decode(body), TO_OBJECT) as WireTraceRequest);
+}
+
 function requestType(serviceName: string): protobuf.Type {
   const t = otlpRoot().lookupService(serviceName).methods['Export']?.resolvedRequestType;
   if (!t) throw new Error(`${serviceName}: Export has no request type`);

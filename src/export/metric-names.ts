@@ -1,0 +1,42 @@
+// Every metric tcpspan exports: one table that the instruments, the connection-metrics
+// producer, the README and the dashboard's test all read.
+
+export type MetricType = 'histogram' | 'counter' | 'updowncounter';
+
+export interface MetricSpec {
+  readonly name: string;
+  readonly type: MetricType;
+  readonly unit: string;
+  readonly description: string;
+  /** attribute keys its data points carry */
+  readonly attributes: readonly string[];
+  /** explicit bucket boundaries of a histogram */
+  readonly buckets?: readonly number[];
+}
+
+const DURATION_BUCKETS = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800];
+const RTT_BUCKETS = [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1];
+const KIND_TYPE = ['tcp.connection.kind', 'network.type'];
+
+export const METRICS: readonly MetricSpec[] = [
+  // what the connections did (connection-metrics.ts)
+  { name: 'tcp.connection.duration', type: 'histogram', unit: 's', description: 'Duration of TCP connections, from SYN to close', attributes: [...KIND_TYPE, 'tcp.close.reason'], buckets: DURATION_BUCKETS },
+  { name: 'tcp.connection.handshake.duration', type: 'histogram', unit: 's', description: 'TCP handshake duration: SYN to ESTABLISHED', attributes: KIND_TYPE, buckets: RTT_BUCKETS },
+  { name: 'tcp.connection.rtt', type: 'histogram', unit: 's', description: 'Average smoothed RTT of each TCP connection', attributes: KIND_TYPE, buckets: RTT_BUCKETS },
+  { name: 'tcp.connection.retransmits', type: 'counter', unit: '{segment}', description: 'TCP segments retransmitted (the kernel\'s count)', attributes: KIND_TYPE },
+  { name: 'tcp.connections.closed', type: 'counter', unit: '{connection}', description: 'TCP connection ends closed, by kind and close reason', attributes: [...KIND_TYPE, 'tcp.close.reason'] },
+  // tcpspan's own health (bridge-metrics.ts)
+  { name: 'tcp.connections.opened', type: 'counter', unit: '{connection}', description: 'TCP connection ends seen', attributes: [] },
+  { name: 'tcp.connections.active', type: 'updowncounter', unit: '{connection}', description: 'TCP connection ends open now', attributes: [] },
+  { name: 'tcpspan.kernel.events', type: 'counter', unit: '{event}', description: 'Kernel records received by tcpspan', attributes: [] },
+  { name: 'tcpspan.kernel.events.lost', type: 'counter', unit: '{event}', description: 'Kernel records lost before reaching tcpspan, by reason', attributes: ['reason'] },
+  { name: 'tcpspan.events.dropped', type: 'counter', unit: '{event}', description: 'Kernel records the correlator could not use, by reason', attributes: ['reason'] },
+  { name: 'tcpspan.spans.exported', type: 'counter', unit: '{span}', description: 'Spans accepted by the trace exporter', attributes: [] },
+  { name: 'tcpspan.spans.dropped', type: 'counter', unit: '{span}', description: 'Spans dropped, by reason', attributes: ['reason'] },
+];
+
+export function metricSpec(name: string): MetricSpec {
+  const m = METRICS.find((x) => x.name === name);
+  if (!m) throw new Error(`no metric ${name} in METRICS`);
+  return m;
+}

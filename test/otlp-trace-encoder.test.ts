@@ -1,0 +1,64 @@
+// tcpspan's protobuf encoder against the SDK's serializer: the same spans, decoded from
+// both requests with the official protos, must read the same.
+import assert from 'node:assert/strict';
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { toHrTime, type SpanData } from '../src/correlate/span-data.js';
+import { createTraceRequestEncoder } from '../src/export/otlp-trace-encoder.js';
+import { toReadableSpan } from '../src/export/readable-span.js';
+import { decodeTraceRequest } from './support/otlp-receiver.js';
+
+const RESOURCE = resourceFromAttributes({ 'service.name': 'tcpspan-test', 'host.name': 'lab-1', 'process.runtime.version': 24 });
+const SCOPE = { name: 'tcpspan', version: '0.1.0' };
+const T0 = 1_763_000_000_123_456_789n;
+
+function span(i: number, over: Partial<SpanData> = {}): SpanData {
+  const t = T0 + BigInt(i) * 1_000_003n;
+  return {
+    name: 'tcp.connection', kind: (['client', 'server', 'internal'] as const)[i % 3]!,
+    traceId: (0x4bf92f3577b34da6a3ce929d0e0e0000n + BigInt(i)).toString(16).padStart(32, '0'),
+    spanId: (0x00f067aa0ba90000n + BigInt(i)).toString(16).padStart(16, '0'),
+    ...(i % 3 === 1 ? { parentSpanId: 'b7ad6b7169203331' } : {}),
+    startTime: toHrTime(t), endTime: toHrTime(t + 48_211_500n + BigInt(i)),
+    attributes: {
+      'network.transport': 'tcp', 'network.local.address': i % 2 ? '2001:db8::1' : '10.0.0.1', 'network.local.port': 40_000 + i,
+      'tcp.rtt.avg': 0.0000875 * (i + 1), 'tcp.rtt.min': 0, 'tcp.handshake.duration': 1e-9 * (i + 1),
+      'tcp.bytes.sent': 2 ** 40 + i, 'tcpspan.socket.cookie': 2 ** 53 - 1 - i, 'tcp.retransmits.delta': -3 - i,
+      'tcpspan.open_before_start': i % 2 === 0, 'process.executable.name': `nödè-${'x'.repeat(i * 13)}`,
+    },
+    events: Array.from({ length: i % 4 }, (_, k) => ({
+      name: k % 2 ? 'tcp.retransmit' : 'tcp.state_change', time: toHrTime(t + BigInt(k) * 999_999_999n),
+      attributes: { 'network.connection.state': 'established', 'tcp.retransmit.segments': k, 'tcp.retransmit.sent': k % 2 === 0 },
+    })),
+    droppedEventsCount: i % 5,
+    status: i % 2 ? { code: 'error', message: `connection reset by peer (ECONNRESET) ${'é'.repeat(i)}` } : { code: 'unset' },
+    ...over,
+  };
+}
+
+describe('OTLP trace encoder', () => {
+  it('should write requests the official protos read exactly as they read the SDK serializer\'s', () => {
+    const spans = Array.from({ length: 40 }, (_, i) => span(i));
+    const ours = createTraceRequestEncoder(RESOURCE, SCOPE).encode(spans);
+    const sdk = ProtobufTraceSerializer.serializeRequest(spans.map((s) => toReadableSpan(s, RESOURCE, SCOPE)))!;
+    const decoded = decodeTraceRequest(ours);
+    assert.equal(decoded.length, 40);
+    assert.deepStrictEqual(decoded, decodeTraceRequest(sdk));
+    // and the values are the given ones, to the nanosecond
+    assert.equal(decoded[7]!.startTimeUnixNano, T0 + 7n * 1_000_003n);
+    assert.equal(decoded[7]!.attributes['tcpspan.socket.cookie'], 2 ** 53 - 8);
+    assert.equal(decoded[7]!.attributes['tcp.retransmits.delta'], -10);
+  });
+
+  it('should write a span larger than the first buffer, and one with nothing optional', () => {
+    const big = span(3, { attributes: Object.fromEntries(Array.from({ length: 3000 }, (_, k) => [`a.${k}`, 'v'.repeat(k % 200)])) });
+    const bare = span(0, { attributes: {}, events: [], droppedEventsCount: 0 });
+    const encoder = createTraceRequestEncoder(RESOURCE, SCOPE);
+    const ours = encoder.encode([big, bare]);
+    assert.ok(ours.length > 64 * 1024);
+    const sdk = ProtobufTraceSerializer.serializeRequest([big, bare].map((s) => toReadableSpan(s, RESOURCE, SCOPE)))!;
+    assert.deepStrictEqual(decodeTraceRequest(ours), decodeTraceRequest(sdk));
+    // the encoder is reused: a second request does not carry the first's bytes
+    assert.deepStrictEqual(decodeTraceRequest(encoder.encode([bare])), decodeTraceRequest(ProtobufTraceSerializer.serializeRequest([toReadableSpan(bare, RESOURCE, SCOPE)])!));
+  });
+});
