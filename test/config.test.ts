@@ -3,6 +3,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ConfigError, configDocs, loadConfig, resolveExporters, type ConfigArgv, type TcpspanConfig } from '../src/config/config.js';
+import { flagsForKey } from '../src/config/flags.js';
 
 const DEFAULT_JSON = path.resolve(__dirname, '..', '..', 'config', 'default.json');
 const DEFAULTS = JSON.parse(readFileSync(DEFAULT_JSON, 'utf8')) as TcpspanConfig;
@@ -71,7 +72,7 @@ describe('loadConfig', () => {
         TCPSPAN_PORTS: '2, 3', TCPSPAN_RING_BUFFER_BYTES: '16384', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://env:4317',
         OTEL_SERVICE_NAME: 'from-env', OTEL_BSP_SCHEDULE_DELAY: '50',
       };
-      const argv: ConfigArgv = { config: file, port: ['4', '5'], tracesFile: '-' };
+      const argv: ConfigArgv = { config: file, port: ['4', '5'], 'traces-file': '-' };
       assert.deepEqual(loadConfig(argv, env), withDefaults({
         'filter.ports': [4, 5], 'filter.addrs': ['10.0.0.0/8'],
         'capture.ringBufferBytes': 16384, 'capture.synTiming': false, 'correlator.lingerMs': 30,
@@ -82,7 +83,7 @@ describe('loadConfig', () => {
 
     it('should let a flag endpoint win over every endpoint variable', () => {
       const env = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://a:4317', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://t:4317' };
-      const x = loadConfig({ otlpEndpoint: 'https://flag:4317' }, env).export;
+      const x = loadConfig({ 'otlp-endpoint': 'https://flag:4317' }, env).export;
       assert.deepEqual([x.otlpEndpoint, x.tracesEndpoint, x.metricsEndpoint], ['https://flag:4317', 'https://flag:4317', 'https://flag:4317']);
     });
 
@@ -151,12 +152,6 @@ describe('loadConfig', () => {
       ['export.shutdownTimeoutMs', null, 'file', /expected an integer of at least 0$/],
       ['service.name', 42, 'file', /expected a string$/],
     ];
-    const FLAGS: Record<string, (v: unknown) => ConfigArgv> = {
-      'filter.ports': (v) => ({ port: v as string[] }),
-      'filter.addrs': (v) => ({ addr: v as string[] }),
-      'export.otlpEndpoint': (v) => ({ otlpEndpoint: v as string }),
-    };
-    const FLAG_NAMES: Record<string, string> = { 'filter.ports': '--port', 'filter.addrs': '--addr', 'export.otlpEndpoint': '--otlp-endpoint' };
 
     for (const [key, value, source, expected] of CASES) {
       it(`should refuse ${key} = ${label(value)} from ${source} in one line`, () => {
@@ -167,8 +162,8 @@ describe('loadConfig', () => {
           from = `--config ${file}`;
           load = () => loadConfig({ config: file }, {});
         } else if (source === 'flag') {
-          from = FLAG_NAMES[key]!;
-          load = () => loadConfig(FLAGS[key]!(value), {});
+          from = flagsForKey(key)[0]!; // the flag that sets the key, from the flag table
+          load = () => loadConfig({ [from.slice('--'.length)]: value } as ConfigArgv, {});
         } else {
           from = source.slice('env '.length);
           load = () => loadConfig({}, { [from]: value as string });
@@ -275,7 +270,7 @@ describe('loadConfig', () => {
 
     it('should resolve auto to otlp for both signals with an endpoint', () => {
       assert.deepEqual(modes({}, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4317' }), { traces: 'otlp', metrics: 'otlp' });
-      assert.deepEqual(modes({ otlpEndpoint: 'https://collector:4317' }, {}), { traces: 'otlp', metrics: 'otlp' });
+      assert.deepEqual(modes({ 'otlp-endpoint': 'https://collector:4317' }, {}), { traces: 'otlp', metrics: 'otlp' });
     });
 
     it('should resolve each signal by its own endpoint, falling back to the general one', () => {
@@ -306,9 +301,10 @@ describe('configDocs', () => {
     for (const d of configDocs()) assert.ok(d.doc.length > 10, `${d.key} has no doc`);
     const envs = configDocs().flatMap((d) => (d.env ? [d.env] : []));
     assert.equal(new Set(envs).size, envs.length);
-    assert.deepEqual(configDocs().filter((d) => d.flag).map((d) => [d.key, d.flag]), [
+    assert.deepEqual(configDocs().filter((d) => d.flags.length).map((d) => [d.key, ...d.flags]), [
       ['filter.ports', '--port'], ['filter.addrs', '--addr'], ['export.traces', '--console'],
-      ['export.otlpEndpoint', '--otlp-endpoint'], ['export.tracesFile', '--traces-file'],
+      ['export.otlpEndpoint', '--otlp-endpoint'], ['export.tracesEndpoint', '--otlp-endpoint'], ['export.metricsEndpoint', '--otlp-endpoint'],
+      ['export.tracesFile', '--traces-file'],
     ]);
   });
 });

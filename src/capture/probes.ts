@@ -53,6 +53,7 @@ export interface Counters {
 export interface Capture {
   readonly ring: RingBuffer;
   readonly programs: readonly ProgramStatus[];
+  /** The kernel's counters; after close(), their last reading. */
   readCounters(): Counters;
   /** Detaches every program: no new records after this. Idempotent. */
   detach(): void;
@@ -280,7 +281,10 @@ class LoadedCapture implements Capture {
     this._values = Buffer.alloc(this._cpus * COUNTERS_LAYOUT.size);
   }
 
+  private _final: Counters | undefined;
+
   readCounters(): Counters {
+    if (this._final) return this._final;
     const sums = [0, 0, 0, 0];
     if (!this._closed && libbpf.mapLookupElem(this._countersFd, this._key, this._values) === 0) {
       for (let cpu = 0; cpu < this._cpus; cpu++) {
@@ -301,6 +305,7 @@ class LoadedCapture implements Capture {
   close(): void {
     if (this._closed) return;
     this.detach();
+    this._final = this.readCounters(); // the map is gone after: keep the last reading
     this._closed = true;
     this.ring.close();
     libbpf.close(this._obj);

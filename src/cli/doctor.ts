@@ -2,11 +2,12 @@
 // Exit status 0 only when capture can run.
 import { accessSync, constants, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
-import { parseArgs } from 'node:util';
 import { libbpf, BPF_MAP_TYPE_RINGBUF } from '../capture/libbpf.js';
 import { CaptureError, DEFAULT_OBJECT_PATH, findCgroup2Mount, openCapture } from '../capture/probes.js';
 import { NO_FILTER } from '../capture/filter.js';
 import * as libc from '../capture/libc.js';
+import { parseFlags } from '../config/flags.js';
+import { usageText } from '../config/usage-text.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -133,9 +134,9 @@ export function runChecks(): CheckResult[] {
 }
 
 export async function runDoctor(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
-  if (values.help) {
-    process.stdout.write('usage: tcpspan doctor [--json]\n  Checks privileges, BTF, libbpf, tracefs, each tracepoint, ring buffers.\n');
+  const { help, values } = parseFlags('doctor', argv);
+  if (help) {
+    process.stdout.write(`${usageText('doctor')}\n`);
     return 0;
   }
   const results = runChecks();

@@ -1,20 +1,13 @@
 // `tcpspan events`: decoded kernel events as JSON lines on stdout, loss counters on stderr at the end.
-import { parseArgs } from 'node:util';
 import { openCapture, type Capture } from '../capture/probes.js';
 import { DEFAULT_RING_BYTES, isValidRingBytes, MAX_RING_BYTES, MIN_RING_BYTES } from '../capture/ring-size.js';
 import { buildFilter } from '../capture/filter.js';
 import { createRingPoller } from '../capture/ring-poller.js';
 import { decodeEvent, newKernelEvent, type RecordMemory } from '../decode/event.js';
 import { createClock, eventToJson } from '../decode/format.js';
+import { parseFlags } from '../config/flags.js';
+import { usageText } from '../config/usage-text.js';
 import { onShutdownSignal, UsageError } from './common.js';
-
-export const EVENTS_USAGE = `usage: tcpspan events [--port N]... [--addr CIDR]... [--netns INODE] [--ring-bytes N]
-  Prints every TCP lifecycle event the kernel reports, one JSON object per line,
-  until SIGINT/SIGTERM; then prints the loss counters to stderr.
-  --port N        only connections with port N at either end (repeatable, at most 16)
-  --addr CIDR     only connections with an address in CIDR at either end (repeatable, at most 16)
-  --netns INODE   only this network namespace (inode, as in \`ls -Li /proc/PID/ns/net\`)
-  --ring-bytes N  ring buffer size (power of two; default 33554432: about 1 s of events at 200k/s)`;
 
 export interface EventsSummary {
   submitted: number;
@@ -26,23 +19,13 @@ export interface EventsSummary {
 }
 
 export async function runEvents(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: 'string', multiple: true, default: [] },
-      addr: { type: 'string', multiple: true, default: [] },
-      netns: { type: 'string' },
-      'ring-bytes': { type: 'string', default: String(DEFAULT_RING_BYTES) },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(`${EVENTS_USAGE}\n`);
+  const { help, values } = parseFlags('events', argv);
+  if (help) {
+    process.stdout.write(`${usageText('events')}\n`);
     return 0;
   }
-  const filter = usage(() => buildFilter(values.port, values.addr, parseNetns(values.netns)));
-  const ringBytes = parseRingBytes(values['ring-bytes']);
+  const filter = usage(() => buildFilter(values.port ?? [], values.addr ?? [], parseNetns(values.netns)));
+  const ringBytes = parseRingBytes(values['ring-bytes'] ?? String(DEFAULT_RING_BYTES));
   const capture = openCapture({
     filter, ringBytes, synTiming: true,
     warn: (m) => process.stderr.write(`tcpspan events: warning: ${m}\n`),

@@ -1,12 +1,8 @@
 // tcpspan command line: dispatches to the subcommands.
 import { CaptureError } from '../capture/probes.js';
+import { COMMANDS } from '../config/flags.js';
+import { mainUsage } from '../config/usage-text.js';
 import { UsageError } from './common.js';
-
-const USAGE = `usage: tcpspan <command> [options]
-  run       turn every TCP connection into a span (console by default, OTLP when configured)
-  events    print decoded kernel events as JSON lines
-  doctor    check that this machine can run tcpspan, with the fix for each failure
-Run \`tcpspan <command> --help\` for a command's options.`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -21,10 +17,12 @@ async function main(argv: string[]): Promise<number> {
     case '-h':
     case '--help':
     case 'help':
-      process.stdout.write(`${USAGE}\n`);
+      process.stdout.write(`${mainUsage()}\n`);
       return command === undefined ? 2 : 0;
-    default:
-      throw new UsageError(`unknown command '${command}': expected run, events or doctor`);
+    default: {
+      const names = Object.keys(COMMANDS);
+      throw new UsageError(`unknown command '${command}': expected ${names.slice(0, -1).join(', ')} or ${names.at(-1)}`);
+    }
   }
 }
 

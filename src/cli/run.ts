@@ -1,6 +1,7 @@
 // `tcpspan run`: every TCP connection becomes a span (console lines by default, OTLP when configured).
-import { parseArgs } from 'node:util';
 import { loadConfig, resolveExporters, type TcpspanConfig } from '../config/config.js';
+import { parseFlags } from '../config/flags.js';
+import { usageText } from '../config/usage-text.js';
 import { buildFilter } from '../capture/filter.js';
 import { openCapture } from '../capture/probes.js';
 import { createClock } from '../decode/format.js';
@@ -12,48 +13,18 @@ import { observeHealth } from '../export/bridge-metrics.js';
 import { createTracesFileExporter } from '../export/traces-file.js';
 import { createOtlpGrpcSpanExporter } from '../export/otlp-grpc-span-exporter.js';
 import { onShutdownSignal } from './common.js';
-
-export const RUN_USAGE = `usage: tcpspan run [--port N]... [--addr CIDR]... [--config FILE] [--otlp-endpoint URL]
-                  [--traces-file PATH|-] [--console]
-  Turns every TCP connection end into one span. With no OTLP endpoint it prints one line per
-  connection; with one (--otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT) it exports spans and
-  metrics over OTLP gRPC. Stops on SIGINT/SIGTERM, flushing what it holds.
-  --port N              only connections with port N at either end (repeatable)
-  --addr CIDR           only connections with an address in CIDR at either end (repeatable)
-  --config FILE         a JSON file of settings (see config/default.json)
-  --otlp-endpoint URL   OTLP gRPC endpoint, e.g. http://localhost:4317
-  --traces-file PATH    also write spans as OTLP/JSON lines to PATH ('-' for stdout)
-  --console             print console lines instead of exporting spans over OTLP`;
+import { shutdownLine } from './shutdown-line.js';
 
 const say = (m: string): void => { process.stderr.write(`tcpspan: ${m}\n`); };
 
 export async function runRun(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: 'string', multiple: true },
-      addr: { type: 'string', multiple: true },
-      config: { type: 'string' },
-      'otlp-endpoint': { type: 'string' },
-      'traces-file': { type: 'string' },
-      console: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(`${RUN_USAGE}\n`);
+  const { help, values } = parseFlags('run', argv);
+  if (help) {
+    process.stdout.write(`${usageText('run')}\n`);
     return 0;
   }
   // every bad value is refused here, before anything is attached
-  const cfg = loadConfig({
-    ...(values.config !== undefined && { config: values.config }),
-    ...(values.port !== undefined && { port: values.port }),
-    ...(values.addr !== undefined && { addr: values.addr }),
-    ...(values['traces-file'] !== undefined && { tracesFile: values['traces-file'] }),
-    ...(values['otlp-endpoint'] !== undefined && { otlpEndpoint: values['otlp-endpoint'] }),
-    ...(values.console !== undefined && { console: values.console }),
-  });
+  const cfg = loadConfig(values);
   return runBridge(cfg);
 }
 
@@ -105,9 +76,6 @@ async function runBridge(cfg: TcpspanConfig): Promise<number> {
 
   const summary = await bridge.stop(x.shutdownTimeoutMs);
   await telemetry.shutdown();
-  const dropped = Object.entries(summary.dropped).map(([k, n]) => `${k} ${n}`).join(', ') || 'none';
-  const lost = Object.values(summary.lostEvents).reduce((a, b) => a + b, 0);
-  say(`stopped: ${summary.kernelEvents} kernel events, ${summary.spans} spans (${Object.entries(summary.exported).map(([k, n]) => `${k} ${n}`).join(', ')}), ` +
-    `lost kernel events ${lost}, spans dropped: ${dropped}`);
+  say(shutdownLine(summary, summary.kernelCounters));
   return 0;
 }

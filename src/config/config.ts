@@ -5,6 +5,7 @@ import convict from 'convict';
 import { parseCidr } from '../capture/filter.js';
 import { DEFAULT_RING_BYTES, MAX_RING_BYTES, MIN_RING_BYTES } from '../capture/ring-size.js';
 import { MAX_CIDRS, MAX_PORTS } from '../decode/wire-layout.js';
+import { flagSettings, flagsForKey, type FlagValues } from './flags.js';
 
 export interface TcpspanConfig {
   // Arrays are frozen at run time too; they are typed mutable so callers can pass them on.
@@ -41,20 +42,15 @@ export interface TcpspanConfig {
 export type TracesExporter = 'auto' | 'otlp' | 'console' | 'none';
 export type MetricsExporter = 'auto' | 'otlp' | 'none';
 
-export interface ConfigArgv {
-  config?: string;
-  port?: string[];
-  addr?: string[];
-  tracesFile?: string;
-  otlpEndpoint?: string;
-  console?: boolean;
-}
+/** `tcpspan run`'s flags, as parsed: --config names the file, the others set keys (src/config/flags.ts). */
+export type ConfigArgv = FlagValues<'run'>;
 
 export interface ConfigDoc {
   key: string;
   default: unknown;
   env?: string;
-  flag?: string;
+  /** the flags that set it, e.g. --port */
+  flags: string[];
   doc: string;
 }
 
@@ -150,11 +146,11 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
   filter: {
     ports: {
       doc: 'Only connections with one of these ports at either end (empty: every port). Applied in the kernel.',
-      format: 'tcpspan-ports', default: [], env: 'TCPSPAN_PORTS', flag: '--port',
+      format: 'tcpspan-ports', default: [], env: 'TCPSPAN_PORTS',
     },
     addrs: {
       doc: 'Only connections with an address in one of these IPv4/IPv6 CIDRs at either end (empty: every address). Applied in the kernel.',
-      format: 'tcpspan-cidrs', default: [], env: 'TCPSPAN_ADDRS', flag: '--addr',
+      format: 'tcpspan-cidrs', default: [], env: 'TCPSPAN_ADDRS',
     },
     netns: int('Only connections in the network namespace with this inode number (0: every namespace).', 0, { min: 0, max: 2 ** 32 - 1 }, 'TCPSPAN_NETNS'),
   },
@@ -175,7 +171,7 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
   export: {
     traces: {
       doc: "Where spans go: otlp, console lines, none, or auto (otlp when an OTLP endpoint is configured, console otherwise). --console forces console.",
-      format: 'tcpspan-enum', values: ['auto', 'otlp', 'console', 'none'], default: 'auto', env: 'OTEL_TRACES_EXPORTER', flag: '--console',
+      format: 'tcpspan-enum', values: ['auto', 'otlp', 'console', 'none'], default: 'auto', env: 'OTEL_TRACES_EXPORTER',
     },
     metrics: {
       doc: 'Where bridge metrics go: otlp, none, or auto (otlp when an OTLP endpoint is configured, none otherwise).',
@@ -183,7 +179,7 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
     },
     otlpEndpoint: {
       doc: "OTLP gRPC endpoint for traces and metrics, e.g. http://localhost:4317 ('': none).",
-      format: 'tcpspan-url', default: '', env: 'OTEL_EXPORTER_OTLP_ENDPOINT', flag: '--otlp-endpoint',
+      format: 'tcpspan-url', default: '', env: 'OTEL_EXPORTER_OTLP_ENDPOINT',
     },
     tracesEndpoint: {
       doc: "OTLP gRPC endpoint for traces only ('': otlpEndpoint).",
@@ -195,7 +191,7 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
     },
     tracesFile: {
       doc: "Also write spans as OTLP/JSON lines to this file ('-': stdout, '': no file).",
-      format: 'tcpspan-string', default: '', flag: '--traces-file',
+      format: 'tcpspan-string', default: '',
     },
     batch: {
       maxQueueSize: int('Spans queued per exporter at most; beyond it new spans are dropped (and counted).', 65536, { min: 1 }, 'OTEL_BSP_MAX_QUEUE_SIZE'),
@@ -234,10 +230,10 @@ function leaves(node: object = SCHEMA, prefix = ''): Leaf[] {
 
 const LEAVES = leaves();
 
-/** Every key with its default, environment variable, flag and doc: the source of the settings table. */
+/** Every key with its default, environment variable, flags and doc: the source of the README's configuration table. */
 export function configDocs(): ConfigDoc[] {
   return LEAVES.map(({ key, item }) => ({
-    key, default: structuredClone(item.default), ...(item.env && { env: item.env }), ...(item['flag'] && { flag: item['flag'] as string }), doc: item.doc ?? '',
+    key, default: structuredClone(item.default), ...(item.env && { env: item.env }), flags: flagsForKey(key), doc: item.doc ?? '',
   }));
 }
 
@@ -253,7 +249,7 @@ export function loadConfig(argv: ConfigArgv, env: NodeJS.ProcessEnv = process.en
   const fileSource = `--config ${argv.config}`;
   const file = argv.config === undefined ? {} : readConfigFile(argv.config);
   const cleanEnv = checkEnv(env);
-  const flags = flagValues(argv);
+  const flags = flagSettings(argv);
 
   const sourceOf = (key: string): string => {
     const item = LEAVES.find((l) => l.key === key)?.item;
@@ -328,21 +324,6 @@ function checkEnv(env: NodeJS.ProcessEnv): Record<string, string> {
     out[item.env] = raw;
   }
   return out;
-}
-
-function flagValues(argv: ConfigArgv): Map<string, { flag: string; value: unknown }> {
-  const m = new Map<string, { flag: string; value: unknown }>();
-  if (argv.port !== undefined) m.set('filter.ports', { flag: '--port', value: argv.port.map((p) => (/^\d+$/.test(p) ? Number(p) : p)) });
-  if (argv.addr !== undefined) m.set('filter.addrs', { flag: '--addr', value: [...argv.addr] });
-  if (argv.tracesFile !== undefined) m.set('export.tracesFile', { flag: '--traces-file', value: argv.tracesFile });
-  if (argv.otlpEndpoint !== undefined) {
-    // an endpoint given on the command line is meant for both signals, over any per-signal variable
-    for (const key of ['export.otlpEndpoint', 'export.tracesEndpoint', 'export.metricsEndpoint']) {
-      m.set(key, { flag: '--otlp-endpoint', value: argv.otlpEndpoint });
-    }
-  }
-  if (argv.console) m.set('export.traces', { flag: '--console', value: 'console' });
-  return m;
 }
 
 /**

@@ -1,5 +1,5 @@
 // The bridge: kernel ring -> decoder -> correlator -> span sinks, and its orderly shutdown.
-import type { Capture } from '../capture/probes.js';
+import type { Capture, Counters } from '../capture/probes.js';
 import { createRingPoller, type RingPoller } from '../capture/ring-poller.js';
 import { decodeEvent, newKernelEvent, type RecordMemory } from '../decode/event.js';
 import { createCorrelator, type Correlator, type CorrelatorOptions } from '../correlate/correlator.js';
@@ -33,6 +33,8 @@ export interface BridgeOptions {
 
 export interface BridgeSummary {
   kernelEvents: number;
+  /** the kernel's counters at the end (Capture.readCounters) */
+  kernelCounters: Counters;
   lostEvents: Record<string, number>;
   spans: number;
   exported: Record<string, number>;
@@ -166,6 +168,7 @@ class RingBridge implements Bridge {
     const counters = capture.readCounters();
     const summary: BridgeSummary = {
       kernelEvents: this._received,
+      kernelCounters: counters,
       lostEvents: nonZero({ ringbuf_full: counters.ringbufFull, in_transit: Math.max(0, counters.submitted - this._received) }),
       spans: this._spans,
       exported: Object.fromEntries(sinks.map((s) => [s.name, s.exported()])),
