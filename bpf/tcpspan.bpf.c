@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * tcpspan kernel side: each TCP connection end's life is kept in socket
- * storage and sent whole, as one record, when the end closes (and once when it
- * is established, so user space knows what is open). Rare events (retransmits,
+ * tcpspan kernel side: each TCP connection end's life is kept in a map and sent
+ * whole, as one record, when the end closes (and once when it is established,
+ * so user space knows what is open). Rare events (retransmits,
  * resets, errors) are records of their own. All hooks are BTF tracepoints, so
  * they attach without tracefs.
  *
  * Programs:
- *   tp_btf/inet_sock_set_state   every state transition: kept; OPEN and CLOSE records
+ *   tp_btf/inet_sock_set_state   every state transition: kept in the life; OPEN and CLOSE records
  *   tp_btf/tcp_retransmit_skb    every retransmitted segment: counted, and a record
  *   tp_btf/tcp_retransmit_synack every retransmitted SYN-ACK: a record
  *   tp_btf/tcp_probe             receive path: RTT summary per socket, no record
@@ -45,23 +45,25 @@ struct {
 	__uint(max_entries, 8 << 20); /* resized by the loader */
 } events SEC(".maps");
 
-/* A connection end's life: the record it becomes, and what only the kernel needs. */
+/* A connection end's life: the record it becomes. */
 struct sock_info {
 	struct tcpspan_conn c;
-	__u32 closed;          /* CLOSE was sent: later events belong to no life until the next start */
-	__u32 _pad;
 };
 
 /*
- * Socket-local storage: found from the socket in one step, freed with the
- * socket, so no map can fill up with closed sockets.
+ * Lives by socket cookie (never reused), in a preallocated hash: an insert takes a
+ * free element from a per-CPU list. Socket-local storage allocates (memcg-charged)
+ * per socket and frees through RCU: measured here at about twice the cost per state
+ * change. A life is deleted when its Close record is sent, so the events that trail a
+ * close find none; every full TCP socket reaches CLOSE before it is destroyed, so
+ * nothing is left behind. A full map refuses new lives (counted: sock_map_full).
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* resized by the loader: capture.maxSockets */
+	__type(key, __u64);
 	__type(value, struct sock_info);
-} socks SEC(".maps");
+} lives SEC(".maps");
 
 /* When a SYN reached a listener, until the child socket appears (at handshake end). */
 struct syn_key {
@@ -241,11 +243,12 @@ static __always_inline void refresh_tuple(struct tcpspan_conn *c, const struct s
 
 /*
  * The socket's life, created on first sight when the filters accept it. NULL
- * when filtered out or when there is no memory for it (counted).
+ * when filtered out or when the map is full (counted).
  */
-static __always_inline struct sock_info *track(const struct sock *sk, __u64 now)
+static __always_inline struct sock_info *track(const struct sock *sk, __u64 cookie, __u64 now)
 {
-	struct sock_info *si = bpf_sk_storage_get(&socks, (void *)sk, NULL, 0);
+	struct sock_info *si = bpf_map_lookup_elem(&lives, &cookie);
+	struct sock_info fresh = {};
 	struct tuple t = {};
 	__u32 netns;
 
@@ -255,19 +258,18 @@ static __always_inline struct sock_info *track(const struct sock *sk, __u64 now)
 	netns = netns_of(&sk->__sk_common);
 	if (!wanted(&t, netns))
 		return NULL;
-	si = bpf_sk_storage_get(&socks, (void *)sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!si) {
+	fresh.c.cookie = cookie;
+	fresh.c.netns = netns;
+	fresh.c.start_ns = now;
+	set_tuple(&fresh.c, &t);
+	if (bpf_map_update_elem(&lives, &cookie, &fresh, BPF_NOEXIST)) {
 		count(TCPSPAN_C_SOCK_MAP_FULL);
 		return NULL;
 	}
-	si->c.cookie = bpf_get_socket_cookie((void *)sk);
-	si->c.netns = netns;
-	si->c.start_ns = now;
-	set_tuple(&si->c, &t);
-	return si;
+	return bpf_map_lookup_elem(&lives, &cookie);
 }
 
-/* A new life on a socket seen before (connect after a failed connect or a disconnect). */
+/* A new life on a socket seen before (a start without a CLOSE in between). */
 static __always_inline void restart(struct sock_info *si, const struct sock *sk, __u64 now)
 {
 	__u64 cookie = si->c.cookie;
@@ -378,8 +380,8 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 {
 	struct sock_info *si;
 	struct tcpspan_conn *c;
+	__u64 now, cookie;
 	bool start;
-	__u64 now;
 	__u8 n;
 
 	if (!is_tcp_inet(sk))
@@ -389,16 +391,15 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		return 0;
 
 	now = bpf_ktime_get_ns();
-	si = track(sk, now);
+	cookie = bpf_get_socket_cookie((void *)sk);
+	si = track(sk, cookie, now);
 	if (!si)
 		return 0;
 	c = &si->c;
 	start = (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) ||
 		(oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV);
-	if (start && (c->n_trans || si->closed))
+	if (start && c->n_trans)
 		restart(si, sk, now);
-	else if (si->closed)
-		return 0; /* nothing after CLOSE until a new start */
 
 	n = c->n_trans;
 	if (n == 0)
@@ -439,7 +440,8 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		if (sk->__sk_common.skc_flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))
 			c->flags |= TCPSPAN_F_PEER_FIN;
 		emit_conn(si, TCPSPAN_EV_CLOSE, now);
-		si->closed = 1;
+		/* the life is sent: events that trail the close find none */
+		bpf_map_delete_elem(&lives, &cookie);
 	}
 	return 0;
 }
@@ -517,30 +519,28 @@ static __always_inline struct tcpspan_event *socket_event(const struct sock *sk,
 	struct sock_info *si = NULL;
 	__u8 state = sk->__sk_common.skc_state;
 	struct tuple t = {};
+	__u64 cookie;
 	__u32 netns;
 
 	tuple_of(&sk->__sk_common, &t);
 	netns = netns_of(&sk->__sk_common);
-	if (state == TCP_CLOSE)
-		/* a closed socket starts no life: an unseen one's trailing events are filtered on their tuple */
-		si = bpf_sk_storage_get(&socks, (void *)sk, NULL, 0);
-	if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV && (state != TCP_CLOSE || si)) {
-		if (!si)
-			si = track(sk, bpf_ktime_get_ns());
-		if (!si)
-			return NULL; /* filtered out, or no memory (counted) */
+	cookie = bpf_get_socket_cookie((void *)sk);
+	if (state == TCP_CLOSE || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV)
+		/* a closed, timewait or request socket starts no life */
+		si = bpf_map_lookup_elem(&lives, &cookie);
+	else
+		si = track(sk, cookie, bpf_ktime_get_ns());
+	if (si) {
 		if (!t.lport || !t.rport) {
 			/* cleared at unhash or disconnect: the life remembers them */
 			__builtin_memcpy(t.laddr, si->c.laddr, 16);
 			__builtin_memcpy(t.raddr, si->c.raddr, 16);
 			t.lport = si->c.lport;
 			t.rport = si->c.rport;
-		} else if (!si->closed) {
+		} else {
 			/* a client's port is chosen after SYN_SENT and gone at CLOSE: keep it while seen */
 			set_tuple(&si->c, &t);
 		}
-		if (si->closed)
-			si = NULL; /* a trailing event of a closed life */
 	} else if (!wanted(&t, netns)) {
 		return NULL;
 	}
@@ -553,7 +553,7 @@ static __always_inline struct tcpspan_event *socket_event(const struct sock *sk,
 	event_tuple(e, &t, netns);
 	e->kind = kind;
 	e->state = state;
-	e->cookie = bpf_get_socket_cookie((void *)sk);
+	e->cookie = cookie;
 	if (si) {
 		e->life_start_ns = si->c.start_ns;
 		e->life = life_of(&si->c);
@@ -577,8 +577,10 @@ static __always_inline int retransmit(const struct sock *sk, const struct sk_buf
 	e = socket_event(sk, TCPSPAN_EV_RETRANSMIT, &si);
 	if (!e) {
 		/* the record is lost (counted); the life's counts stay exact */
-		si = bpf_sk_storage_get(&socks, (void *)sk, NULL, 0);
-		if (si && !si->closed) {
+		__u64 cookie = bpf_get_socket_cookie((void *)sk);
+
+		si = bpf_map_lookup_elem(&lives, &cookie);
+		if (si) {
 			if (err)
 				si->c.retrans_failed++;
 			else
@@ -636,13 +638,10 @@ int BPF_PROG(handle_probe, struct sock *sk, const struct sk_buff *skb)
 	struct sock_info *si;
 	__u32 srtt;
 
-	si = bpf_sk_storage_get(&socks, sk, NULL, 0);
-	if (!si) {
-		/* a connection open before tcpspan started: summarise it from now on */
-		si = track(sk, bpf_ktime_get_ns());
-		if (!si)
-			return 0;
-	}
+	/* a connection open before tcpspan started: summarise it from now on */
+	si = track(sk, bpf_get_socket_cookie(sk), bpf_ktime_get_ns());
+	if (!si)
+		return 0;
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!tp)
 		return 0;

@@ -8,6 +8,7 @@ import { captureLibbpfLog, libbpf, takeLibbpfLog, type Ptr } from './libbpf.js';
 import { structLayout, tracepointArgCount, withVmlinuxBtf } from './btf.js';
 import { openRingBuffer, type RingBuffer } from './ring-buffer.js';
 import { encodeFilter, type FilterSpec } from './filter.js';
+import { DEFAULT_MAX_SOCKETS } from './lives-map.js';
 import { ERRNO, errno, strerror } from './libc.js';
 import { compareLayout, COUNTERS_LAYOUT, WIRE_STRUCTS } from '../decode/wire-layout.js';
 
@@ -27,6 +28,8 @@ export interface CaptureOptions {
   filter: FilterSpec;
   /** Ring buffer size in bytes: a power of two, at least one page. */
   ringBytes: number;
+  /** Connection ends the kernel keeps a life for at once (preallocated); default DEFAULT_MAX_SOCKETS. */
+  maxSockets?: number;
   /**
    * Record when a SYN reaches a listener (sock_ops on the cgroup v2 root). Without it,
    * a server end starts when its SYN-ACK was sent (ESTABLISHED minus the handshake RTT).
@@ -141,6 +144,9 @@ interface PlannedProgram {
 function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
   check(libbpf.mapSetMaxEntries(mustFindMap(obj, 'events'), opts.ringBytes), 'configure',
     `cannot size the ring buffer to ${opts.ringBytes} bytes (a power of two, at least one page)`);
+  const maxSockets = opts.maxSockets ?? DEFAULT_MAX_SOCKETS;
+  check(libbpf.mapSetMaxEntries(mustFindMap(obj, 'lives'), maxSockets), 'configure',
+    `cannot size the map of connection lives to ${maxSockets} entries`);
 
   const argCounts = withVmlinuxBtf((vmlinux) => {
     const counts = new Map<string, number | undefined>();

@@ -57,6 +57,7 @@ async function runBridge(cfg: TcpspanConfig): Promise<number> {
     capture = openCapture({
       filter: buildFilter(cfg.filter.ports.map(String), cfg.filter.addrs, cfg.filter.netns),
       ringBytes: cfg.capture.ringBufferBytes,
+      maxSockets: cfg.capture.maxSockets,
       synTiming: cfg.capture.synTiming,
       ...(cfg.capture.cgroupPath ? { cgroupPath: cfg.capture.cgroupPath } : {}),
       warn: (m) => say(`warning: ${m}`),

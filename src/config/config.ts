@@ -4,13 +4,14 @@ import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import { parseCidr } from '../capture/filter.js';
 import { DEFAULT_RING_BYTES, MAX_RING_BYTES, MIN_RING_BYTES } from '../capture/ring-size.js';
+import { DEFAULT_MAX_SOCKETS } from '../capture/lives-map.js';
 import { MAX_CIDRS, MAX_PORTS } from '../decode/wire-layout.js';
 import { flagSettings, flagsForKey, type FlagValues } from './flags.js';
 
 export interface TcpspanConfig {
   // Arrays are frozen at run time too; they are typed mutable so callers can pass them on.
   readonly filter: { readonly ports: number[]; readonly addrs: string[]; readonly netns: number };
-  readonly capture: { readonly ringBufferBytes: number; readonly synTiming: boolean; readonly cgroupPath: string };
+  readonly capture: { readonly ringBufferBytes: number; readonly maxSockets: number; readonly synTiming: boolean; readonly cgroupPath: string };
   readonly correlator: {
     readonly maxConnections: number;
     readonly maxEventsPerSpan: number;
@@ -159,7 +160,8 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
       doc: 'Size of the kernel-to-user ring buffer in bytes; when it is full, events are lost (and counted).',
       format: 'tcpspan-power-of-two', default: DEFAULT_RING_BYTES, min: MIN_RING_BYTES, max: MAX_RING_BYTES, env: 'TCPSPAN_RING_BUFFER_BYTES',
     },
-    synTiming: { doc: 'Record when a SYN reaches a listener (sock_ops on a cgroup v2 hierarchy), so server spans start at the SYN, not at SYN_RECV.', format: 'tcpspan-boolean', default: true },
+    maxSockets: int('Connection ends the kernel tracks at once (a preallocated map, about 320 bytes each); beyond, new ones are not tracked and are counted as sock_map_full.', DEFAULT_MAX_SOCKETS, { min: 64, max: 1 << 24 }, 'TCPSPAN_MAX_SOCKETS'),
+    synTiming: { doc: 'Time a server end from the SYN\'s arrival, seen by a sock_ops program on a cgroup v2 hierarchy (needs CAP_NET_ADMIN); false: from when its SYN-ACK was sent (the handshake\'s RTT sample), a few microseconds after the SYN.', format: 'tcpspan-boolean', default: true, env: 'TCPSPAN_SYN_TIMING' },
     cgroupPath: { doc: "cgroup v2 directory the SYN timing program attaches to ('': the mounted cgroup v2 root).", format: 'tcpspan-string', default: '' },
   },
   correlator: {
