@@ -2,6 +2,7 @@
 // on no tcpspan internals: its programs and maps, the ring buffer's producer position (bytes
 // the kernel has written), and what one socket-storage element costs.
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import koffi from 'koffi';
 
 export interface MapInfo {
@@ -38,20 +39,29 @@ export function foreignStateTracers(ownPid?: number): number[] {
 }
 
 /**
- * The programs a process loaded: those it attached to tracepoints, plus every program sharing a
- * map with them (the sock_ops program, attached to a cgroup, is not listed per process).
+ * The BPF programs and maps a process holds, from its descriptors' fdinfo (prog_id, map_id lines):
+ * exact per process, whatever the attach type (tracepoint, raw/BTF tracepoint, cgroup link).
  */
+function bpfIdsOf(pid: number): { progs: Set<number>; maps: Set<number> } {
+  const progs = new Set<number>(), maps = new Set<number>();
+  const dir = `/proc/${pid}/fdinfo`;
+  for (const fd of readdirSync(dir)) {
+    let info: string;
+    try { info = readFileSync(`${dir}/${fd}`, 'utf8'); } catch { continue; } // closed meanwhile
+    for (const m of info.matchAll(/^(prog_id|map_id):\s*(\d+)$/gm)) (m[1] === 'prog_id' ? progs : maps).add(Number(m[2]));
+  }
+  return { progs, maps };
+}
+
 export function programsOf(pid: number): ProgInfo[] {
-  const ids = new Set(tracepointAttachments().filter((a) => a.pid === pid).map((a) => a.prog_id));
-  const all = bpftool<ProgInfo[]>(['prog', 'show']);
-  const maps = new Set(all.filter((p) => ids.has(p.id)).flatMap((p) => p.map_ids ?? []));
-  // .rodata/.bss/.data arrays are per object, so sharing any map means the same object
-  return all.filter((p) => ids.has(p.id) || (p.map_ids ?? []).some((m) => maps.has(m)));
+  const { progs } = bpfIdsOf(pid);
+  return bpftool<ProgInfo[]>(['prog', 'show']).filter((p) => progs.has(p.id));
 }
 
 export function mapsOf(pid: number): MapInfo[] {
-  const ids = new Set(programsOf(pid).flatMap((p) => p.map_ids ?? []));
-  return bpftool<MapInfo[]>(['map', 'show']).filter((m) => ids.has(m.id));
+  const { progs, maps } = bpfIdsOf(pid);
+  for (const p of bpftool<ProgInfo[]>(['prog', 'show'])) if (progs.has(p.id)) for (const m of p.map_ids ?? []) maps.add(m);
+  return bpftool<MapInfo[]>(['map', 'show']).filter((m) => maps.has(m.id));
 }
 
 // ---------------------------------------------------------------- ring buffer producer position
@@ -108,7 +118,11 @@ export function openRingPosition(mapId: number): RingPosition {
 
 // ---------------------------------------------------------------- socket storage cost
 
-/** kmalloc's size classes: an allocation takes the smallest that fits. */
+/**
+ * kmalloc's size classes: an allocation takes the smallest that fits. (Where local storage uses
+ * the BPF memory allocator instead, its units follow the same classes after an 8-byte header;
+ * for the sizes here, 144 and 176 B, the class is 192 B either way.)
+ */
 const KMALLOC_CLASSES = [8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192];
 export const kmallocSize = (n: number): number => KMALLOC_CLASSES.find((c) => c >= n) ?? Math.ceil(n / 4096) * 4096;
 
