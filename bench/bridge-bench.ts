@@ -12,6 +12,7 @@ import { startReceiverProcess, type ReceiverProcess } from './counting-receiver.
 import { freshPort } from './ports.js';
 import { mapsOf, openRingPosition, skStorageCost, type MapInfo, type SkStorageCost } from './kernel-objects.js';
 import { createCpuLimit } from './cpu-limit.js';
+import { track } from './children.js';
 import { connectInspector, inspectorUrl } from './inspector.js';
 import { countLinesWithPort, MAIN, parseRunSummary, type RunSummary } from './peers.js';
 import { spawnUntilReady, type ReadyProcess } from '../test/support/ready-process.js';
@@ -21,10 +22,12 @@ const CLK_TCK = 100;
 const QUIET_MS = 2000;
 const DRAIN_CAP_MS = 60_000;
 
-function startBridge(args: string[], env: Record<string, string>, nodeFlags: string[] = [], stdoutFd?: number): Promise<ReadyProcess> {
-  return spawnUntilReady('taskset', ['-c', '1', process.execPath, ...nodeFlags, MAIN, 'run', ...args], {
+async function startBridge(args: string[], env: Record<string, string>, nodeFlags: string[] = [], stdoutFd?: number): Promise<ReadyProcess> {
+  const b = await spawnUntilReady('taskset', ['-c', '1', process.execPath, ...nodeFlags, MAIN, 'run', ...args], {
     ready: 'running:', stdout: stdoutFd ?? 'ignore', timeoutMs: 30_000, env: { PATH: process.env['PATH'] ?? '', ...env },
   });
+  track(b.child);
+  return b;
 }
 
 export function cpuMs(pid: number): number {

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { createReadStream, existsSync, openSync, closeSync } from 'node:fs';
 import path from 'node:path';
 import { hasAttachedStateTracepoint } from './kernel-objects.js';
+import { track } from './children.js';
 import type { ReceiverProcess } from './counting-receiver.js';
 import { spawnUntilReady } from '../test/support/ready-process.js';
 
@@ -161,7 +162,7 @@ function peerTracer(key: string, label: string, binary: string | undefined, args
     async start(port, outFile) {
       const fd = stdoutToFile ? openSync(outFile, 'w') : 'ignore';
       let stderr = '';
-      const child = spawn('taskset', ['-c', TRACER_CPU, binary!, ...args(outFile)], { stdio: ['ignore', fd, 'pipe'] });
+      const child = track(spawn('taskset', ['-c', TRACER_CPU, binary!, ...args(outFile)], { stdio: ['ignore', fd, 'pipe'] }));
       if (typeof fd === 'number') closeSync(fd);
       child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
       const deadline = Date.now() + READY_TIMEOUT_MS;
@@ -236,7 +237,7 @@ export function tcpspanTracers(receiver: () => Promise<ReceiverProcess>): Tracer
     const fd = openSync(outFile, 'w');
     const p = spawnUntilReady('taskset', ['-c', TRACER_CPU, process.execPath, MAIN, cmd, ...args],
       { ready: cmd === 'events' ? 'capturing' : 'running:', stdout: fd, timeoutMs: READY_TIMEOUT_MS, ...(env && { env }) });
-    return p.finally(() => closeSync(fd));
+    return p.then((r) => { track(r.child); return r; }).finally(() => closeSync(fd));
   };
   return [
     {

@@ -16,6 +16,7 @@ import { ensurePeers, peerTracers, tcpspanTracers } from './peers.js';
 import { bulkRate, median, programCost, sideBySide, type ModeResult } from './side-by-side.js';
 import { exportPathCeiling, fullRate, memoryPerConnection, overload } from './bridge-bench.js';
 import { foreignStateTracers } from './kernel-objects.js';
+import { stopAll } from './children.js';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SECTIONS = ['peers', 'bulk', 'programs', 'bridge', 'overload', 'memory', 'ceiling'] as const;
@@ -26,7 +27,7 @@ type Section = (typeof SECTIONS)[number];
 interface Flag { name: string; arg?: string; doc: string; default: string | boolean }
 const FLAGS: Flag[] = [
   { name: 'only', arg: 'LIST', doc: `sections to run, comma-separated: ${SECTIONS.join(',')}`, default: SECTIONS.join(',') },
-  { name: 'rounds', arg: 'N', doc: 'rounds of the side-by-side (every mode once a round) and of the bulk test', default: '3' },
+  { name: 'rounds', arg: 'N', doc: 'rounds of the side-by-side (every mode once a round)', default: '3' },
   { name: 'seconds', arg: 'S', doc: 'length of each connection-rate run', default: process.env['BENCH_SECONDS'] ?? '6' },
   { name: 'bridge-seconds', arg: 'S', doc: 'length of the full-rate bridge run', default: '8' },
   { name: 'overload-share', arg: 'F', doc: 'share of one core tcpspan gets during the overload (cgroup cpu bandwidth)', default: '0.25' },
@@ -121,7 +122,14 @@ async function main(): Promise<void> {
     return;
   }
   if (!o) { process.stdout.write(`${usage()}\n`); return; }
-  // the bench's own work (orchestration, test servers) stays off the generator's CPU
+  // interrupted: stop the tracers we started (they hold programs attached), then go
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      progress(`${sig}: stopping the tracers started so far`);
+      void stopAll(5000).finally(() => process.exit(130));
+    });
+  }
+    // the bench's own work (orchestration, test servers) stays off the generator's CPU
   execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
   await buildLoadgens();
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'tcpspan-bench-'));

@@ -13,6 +13,7 @@ import { bpftool, foreignStateTracers, programsOf } from './kernel-objects.js';
 import { cpuMs } from './bridge-bench.js';
 import type { Tracer, TracerOutput } from './peers.js';
 import { MAIN, parseEventsSummary } from './peers.js';
+import { track } from './children.js';
 import { spawnUntilReady } from '../test/support/ready-process.js';
 
 export interface ModeRun {
@@ -132,7 +133,9 @@ export async function sideBySide(tracers: Tracer[], rounds: number, seconds: num
 // ---------------------------------------------------------------- bulk throughput
 
 async function startEvents(args: string[]) {
-  return spawnUntilReady('taskset', ['-c', '1', process.execPath, MAIN, 'events', ...args], { ready: 'capturing', stdout: 'ignore', timeoutMs: 30_000 });
+  const ev = await spawnUntilReady('taskset', ['-c', '1', process.execPath, MAIN, 'events', ...args], { ready: 'capturing', stdout: 'ignore', timeoutMs: 30_000 });
+  track(ev.child);
+  return ev;
 }
 
 /** One connection's throughput without and with `tcpspan events` (no filter: tcp_probe runs for every received segment). */
