@@ -122,17 +122,20 @@ async function main(): Promise<void> {
     return;
   }
   if (!o) { process.stdout.write(`${usage()}\n`); return; }
+  // the bench's own work (orchestration, test servers) stays off the generator's CPU
+  execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
+  await buildLoadgens();
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'tcpspan-bench-'));
   // interrupted: stop the tracers we started (they hold programs attached), then go
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
       progress(`${sig}: stopping the tracers started so far`);
-      void stopAll(5000).finally(() => process.exit(130));
+      void stopAll(5000).finally(() => {
+        rmSync(tmp, { recursive: true, force: true });
+        process.exit(130);
+      });
     });
   }
-    // the bench's own work (orchestration, test servers) stays off the generator's CPU
-  execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
-  await buildLoadgens();
-  const tmp = mkdtempSync(path.join(os.tmpdir(), 'tcpspan-bench-'));
   const started = Date.now();
   const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   const foreign0 = foreignStateTracers();
