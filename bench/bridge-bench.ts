@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { runConnload, type ConnloadResult } from './loadgen.js';
+import { runConnload } from './loadgen.js';
 import { startReceiverProcess, type ReceiverProcess } from './counting-receiver.js';
 import { freshPort } from './ports.js';
 import { mapsOf, openRingPosition, skStorageCost, type MapInfo, type SkStorageCost } from './kernel-objects.js';
@@ -356,4 +356,3 @@ export function exportPathCeiling(spans: number): { spansPerSec: number; cpuMsPe
   return { spansPerSec: Math.round(r.spansPerSec), cpuMsPer1000: +r.cpuMsPer1000.toFixed(1), dropped: r.dropped };
 }
 
-export type { ConnloadResult };
