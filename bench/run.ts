@@ -1,204 +1,270 @@
-// npm run bench: what tcpspan's capture costs, measured on this machine. Prints figures, asserts nothing.
+// npm run bench: what tracing costs on this machine, tcpspan beside its peers, and whether the
+// bridge keeps up. Prints raw figures in one report at the end; asserts nothing.
 //
-// Placement: the load generator (client and server) runs on CPU 0, tcpspan on
-// CPU 1, so the generator's rate shows what capture costs the traced workload
-// and tcpspan's own CPU is measured apart. Runs alternate without/with tcpspan
-// to cancel drift. BENCH_SECONDS sets the length of each run (default 8).
+//   npm run bench -- [--only peers,bulk,programs,bridge,overload,memory,ceiling] [--rounds N] [--seconds S] ...
+//
+// Placement: the load generator (client and server) runs on CPU 0; tracers, tcpspan and the
+// bench itself on CPU 1. tcpspan is driven only through its command line.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { buildLoadgens, runBulkload, runConnload, type ConnloadResult } from './loadgen.js';
-import { decodeEvent, newKernelEvent, recordMemory } from '../src/decode/event.js';
-import { CONN_LAYOUT } from '../src/decode/wire-layout.js';
-import { endToEnd, exportPathCeiling, memoryPerConnection } from './bridge-bench.js';
-import { spawnUntilReady, type ReadyProcess } from '../test/support/ready-process.js';
+import { parseArgs } from 'node:util';
+import { buildLoadgens } from './loadgen.js';
+import { startReceiverProcess, type ReceiverProcess } from './counting-receiver.js';
+import { ensurePeers, peerTracers, tcpspanTracers } from './peers.js';
+import { bulkRate, median, programCost, sideBySide, type ModeResult } from './side-by-side.js';
+import { exportPathCeiling, fullRate, memoryPerConnection, overload } from './bridge-bench.js';
+import { foreignStateTracers } from './kernel-objects.js';
+import { stopAll } from './children.js';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
-const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 8);
-const CLK_TCK = 100;
+const SECTIONS = ['peers', 'bulk', 'programs', 'bridge', 'overload', 'memory', 'ceiling'] as const;
+type Section = (typeof SECTIONS)[number];
 
-type EventsRun = ReadyProcess;
+// ---------------------------------------------------------------- options: one table drives parsing and usage
 
-function startEvents(args: string[]): Promise<EventsRun> {
-  return spawnUntilReady('taskset', ['-c', '1', process.execPath, MAIN, 'events', ...args], { ready: 'capturing', stdout: 'ignore' });
+interface Flag { name: string; arg?: string; doc: string; default: string | boolean }
+const FLAGS: Flag[] = [
+  { name: 'only', arg: 'LIST', doc: `sections to run, comma-separated: ${SECTIONS.join(',')}`, default: SECTIONS.join(',') },
+  { name: 'rounds', arg: 'N', doc: 'rounds of the side-by-side (every mode once a round)', default: '3' },
+  { name: 'seconds', arg: 'S', doc: 'length of each connection-rate run', default: process.env['BENCH_SECONDS'] ?? '6' },
+  { name: 'bridge-seconds', arg: 'S', doc: 'length of the full-rate bridge run', default: '8' },
+  { name: 'overload-share', arg: 'F', doc: 'share of one core tcpspan gets during the overload (cgroup cpu bandwidth)', default: '0.25' },
+  { name: 'overload-seconds', arg: 'S', doc: 'length of the overload', default: '8' },
+  { name: 'memory-connections', arg: 'N', doc: 'connections held open for the memory figure (2 tracked ends each)', default: '10000' },
+  { name: 'no-install', doc: 'do not install missing peers (libbpf-tools, bpftrace) with apt-get', default: false },
+  { name: 'help', doc: 'this text', default: false },
+];
+
+function usage(): string {
+  const rows = FLAGS.map((f) => [`--${f.name}${f.arg ? ` ${f.arg}` : ''}`, `${f.doc}${typeof f.default === 'string' ? ` (default ${f.default})` : ''}`]);
+  const w = Math.max(...rows.map(([a]) => a!.length));
+  return `usage: npm run bench -- [options]   (root; scripts/bench sets up first)\n${rows.map(([a, d]) => `  ${a!.padEnd(w)}  ${d}`).join('\n')}`;
 }
 
-async function stopEvents(run: EventsRun): Promise<{ submitted: number; received: number; lost: { ringbuf_full: number; in_transit: number } }> {
-  await run.stop('SIGINT');
-  const last = run.stderr().trim().split('\n').pop() ?? '';
-  return JSON.parse(last).tcpspan_events_summary;
+interface Options { only: Set<Section>; rounds: number; seconds: number; bridgeSeconds: number; overloadShare: number;
+  overloadSeconds: number; memoryConnections: number; install: boolean }
+
+function parseOptions(argv: string[]): Options | undefined {
+  const { values } = parseArgs({
+    args: argv, strict: true,
+    options: Object.fromEntries(FLAGS.map((f) => [f.name, f.arg ? { type: 'string', default: f.default as string } : { type: 'boolean', default: false }])),
+  });
+  if (values['help']) return undefined;
+  const num = (name: string, min: number, max: number): number => {
+    const n = Number(values[name]);
+    if (!(n >= min && n <= max)) throw new Error(`--${name} wants a number in [${min}, ${max}], got '${values[name]}'`);
+    return n;
+  };
+  const only = String(values['only']).split(',').map((s) => s.trim()).filter(Boolean);
+  for (const s of only) if (!(SECTIONS as readonly string[]).includes(s)) throw new Error(`--only: unknown section '${s}' (expected ${SECTIONS.join(', ')})`);
+  return {
+    only: new Set(only as Section[]), rounds: num('rounds', 1, 20), seconds: num('seconds', 1, 600), bridgeSeconds: num('bridge-seconds', 1, 600),
+    overloadShare: num('overload-share', 0.05, 1), overloadSeconds: num('overload-seconds', 2, 600),
+    memoryConnections: num('memory-connections', 100, 19_000), install: !values['no-install'],
+  };
 }
 
-/** CPU time (user + system, ms) of a process so far. */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+// ---------------------------------------------------------------- report formatting
+
+const fmt = (n: number | undefined, digits = 0): string =>
+  n === undefined || Number.isNaN(n) ? '-' : n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+function table(head: string[], rows: string[][], right: boolean[]): string {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => r.map((c, i) => (right[i] ? c.padStart(w[i]!) : c.padEnd(w[i]!))).join('  ').trimEnd();
+  return [line(head), line(w.map((n) => '-'.repeat(n))), ...rows.map(line)].join('\n');
 }
 
-/** Node process pid behind taskset (taskset execs, so it is the same pid). */
-const nodePid = (run: EventsRun) => run.child.pid!;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+function keyValues(rows: [string, string][]): string {
+  const w = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join('\n');
 }
 
-interface Placement { cpu: number; serverCpu: number }
-// client and server share CPU 0: the generator's fastest placement, and the harshest ratio,
-// since every nanosecond the programs spend lands on the generator's core
-const ONE_CORE: Placement = { cpu: 0, serverCpu: 0 };
+const progress = (m: string): void => { process.stderr.write(`bench: ${m}\n`); };
 
-async function connectionRate(port: number, placement: Placement) {
-  const base: ConnloadResult[] = [];
-  const traced: ConnloadResult[] = [];
-  const runs: { events: number; lost: number; inTransit: number; cpuMs: number; connections: number; seconds: number }[] = [];
-  for (let round = 0; round < 2; round++) {
-    // a port per run: a generator's forked server may still be exiting when the next one binds
-    base.push(await runConnload({ port: port + 10 + round, seconds: SECONDS, cpu: placement.cpu, serverCpu: placement.serverCpu }));
-    const ev = await startEvents(['--port', String(port + 20 + round)]);
-    const cpu0 = cpuMs(nodePid(ev));
-    const r = await runConnload({ port: port + 20 + round, seconds: SECONDS, cpu: placement.cpu, serverCpu: placement.serverCpu });
-    const cpu1 = cpuMs(nodePid(ev));
-    const summary = await stopEvents(ev);
-    traced.push(r);
-    runs.push({ events: summary.received, lost: summary.lost.ringbuf_full, inTransit: summary.lost.in_transit, cpuMs: cpu1 - cpu0, connections: r.connections, seconds: r.seconds });
-  }
-  return { base, traced, runs };
-}
+// ---------------------------------------------------------------- sections
 
-async function bulkRate(port: number) {
-  const base: number[] = [];
-  const traced: number[] = [];
-  for (let round = 0; round < 2; round++) {
-    base.push((await runBulkload({ port: port + 30 + round, seconds: Math.min(SECONDS, 5), cpu: 0, serverCpu: 0 })).gbit_per_s);
-    const ev = await startEvents([]); // no filter: tcp_probe runs for every received segment
-    traced.push((await runBulkload({ port: port + 40 + round, seconds: Math.min(SECONDS, 5), cpu: 0, serverCpu: 0 })).gbit_per_s);
-    await stopEvents(ev);
-  }
-  return { base, traced };
-}
-
-/** Per-program kernel run time (kernel.bpf_stats_enabled) under the connection load. */
-async function programCost(port: number) {
-  execFileSync('sysctl', ['-q', '-w', 'kernel.bpf_stats_enabled=1']);
-  try {
-    const ev = await startEvents(['--port', String(port)]);
-    await runConnload({ port, seconds: Math.min(SECONDS, 4), cpu: 0, serverCpu: 0 });
-    const progs = JSON.parse(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8' })) as
-      { name?: string; run_time_ns?: number; run_cnt?: number }[];
-    await stopEvents(ev);
-    return progs.filter((p) => p.name?.startsWith('handle_') && p.run_cnt)
-      .map((p) => ({ program: p.name!, runs: p.run_cnt!, nsPerRun: Math.round(p.run_time_ns! / p.run_cnt!) }));
-  } finally {
-    execFileSync('sysctl', ['-q', '-w', 'kernel.bpf_stats_enabled=0']);
-  }
-}
-
-/** Decoding alone: records laid out as in the ring, decoded into one reused object. */
-function decodeCost(): number {
-  const n = 1 << 16;
-  const stride = CONN_LAYOUT.size + 8;
-  const buf = new ArrayBuffer(n * stride);
-  const view = new DataView(buf);
-  for (let i = 0; i < n; i++) {
-    const off = i * stride + 8;
-    view.setUint32(off + CONN_LAYOUT.fields.cookie.offset, i, true);
-    view.setUint8(off + CONN_LAYOUT.fields.kind.offset, 2); // Close: the record every span needs
-    view.setUint8(off + CONN_LAYOUT.fields.n_trans.offset, 5);
-    view.setUint8(off + CONN_LAYOUT.fields.flags.offset, 1);
-    view.setUint32(off + CONN_LAYOUT.fields.pid.offset, 1000 + (i % 50), true);
-    new Uint8Array(buf, off + CONN_LAYOUT.fields.comm.offset, 4).set([110, 111, 100, 101]);
-  }
-  const mem = recordMemory(buf);
-  const out = newKernelEvent();
-  let sink = 0;
-  const pass = () => { for (let i = 0; i < n; i++) { decodeEvent(mem, i * stride + 8, out); sink += out.cookie; } };
-  for (let w = 0; w < 20; w++) pass(); // warm the JIT
-  const rounds = 100;
-  const t0 = process.hrtime.bigint();
-  for (let r = 0; r < rounds; r++) pass();
-  const ns = Number(process.hrtime.bigint() - t0) / (rounds * n);
-  if (sink < 0) console.log(sink);
-  return ns;
-}
-
-/** Another tcpspan's programs would run on every event too and inflate every figure. */
-function refuseIfAttached(): void {
-  const progs = JSON.parse(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8' })) as { id: number; name?: string }[];
-  const ours = progs.filter((p) => p.name === 'handle_set_state');
-  if (ours.length) {
-    throw new Error(`another tcpspan is attached (BPF program ids ${ours.map((p) => p.id).join(', ')}): stop it first, ` +
-      'its programs would add to every figure');
-  }
+function peersReport(results: ModeResult[], o: Options): string {
+  const rows = results.map((r) => [
+    r.label,
+    fmt(r.medianRate),
+    r.ratio === undefined ? '-' : r.ratio.toFixed(3),
+    r.outputsPerConnection === undefined ? '-' : `${r.outputsPerConnection.toFixed(2)} ${r.unit}`,
+    r.lost === undefined ? '-' : fmt(r.lost),
+    r.tracerCpuPercent === undefined ? '-' : `${r.tracerCpuPercent.toFixed(0)} %`,
+    r.status + (r.contaminatedRuns ? ` *${r.contaminatedRuns}` : ''),
+  ]);
+  const notes = results.filter((r) => r.why).map((r) => `  ${r.label}: ${r.why}`);
+  const rates = results.filter((r) => r.rates.length).map((r) => `  ${r.mode}: ${r.rates.map((x) => fmt(x)).join(', ')}`);
+  return [
+    `Connection rate with each tracer attached (bench/connload.c, client and server on CPU 0, tracer on CPU 1; ${o.rounds} rounds x ${o.seconds} s, modes alternated)`,
+    table(['tracer', 'conn/s', 'ratio', 'output/conn', 'lost', 'tracer CPU', 'status'], rows, [false, true, true, true, true, true, false]),
+    '  ratio: median rate over the median without a tracer. output/conn: what the tracer wrote about the bench\'s',
+    '  connections (a line, event or span naming the run\'s port) per connection; one per end is 2. A tracer that wrote',
+    '  nothing gets no ratio ("did not trace"); "partial" wrote less than one output per end or lost > 1 % by its own',
+    '  count (lost: perf-buffer/ring-buffer losses the tracer reports). tcpspan runs with --port',
+    '  (its kernel-side filter); the peers have no either-end port filter and trace every socket.',
+    '  *N: in N runs another process had a program on sock:inet_sock_set_state (another tracer, e.g. a test run), inflating the cost.',
+    ...(notes.length ? ['notes:', ...notes] : []),
+    'rates per run (connections/s):', ...rates,
+  ].join('\n');
 }
 
 async function main(): Promise<void> {
-  refuseIfAttached();
+  let o: Options | undefined;
+  try {
+    o = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n${usage()}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  if (!o) { process.stdout.write(`${usage()}\n`); return; }
+  // the bench's own work (orchestration, test servers) stays off the generator's CPU
+  execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
   await buildLoadgens();
-  const port = 46000 + (process.pid % 1000);
-  console.log(`tcpspan benchmark: ${SECONDS} s runs; generator (client and server) on CPU 0, tcpspan on CPU 1\n`);
-
-  const conn = await connectionRate(port, ONE_CORE);
-  const baseRate = median(conn.base.map((r) => r.rate));
-  const tracedRate = median(conn.traced.map((r) => r.rate));
-  const events = conn.runs.reduce((s, r) => s + r.events, 0);
-  const lost = conn.runs.reduce((s, r) => s + r.lost + r.inTransit, 0);
-  const connections = conn.runs.reduce((s, r) => s + r.connections, 0);
-  const cpu = conn.runs.reduce((s, r) => s + r.cpuMs, 0);
-  const seconds = conn.runs.reduce((s, r) => s + r.seconds, 0);
-
-  const bulk = await bulkRate(port);
-  const bulkBase = median(bulk.base);
-  const bulkTraced = median(bulk.traced);
-  const progs = await programCost(port + 50);
-  const decodeNs = decodeCost();
-  const e2e = await endToEnd(port + 60, SECONDS);
-  const memory = await memoryPerConnection(port + 70, 10_000);
-  const ceiling = exportPathCeiling(200_000);
-
-  const results = {
-    connections_per_s: { without: Math.round(baseRate), with_events: Math.round(tracedRate), ratio: +(tracedRate / baseRate).toFixed(3) },
-    bulk_gbit_per_s: { without: +bulkBase.toFixed(1), with_events: +bulkTraced.toFixed(1), ratio: +(bulkTraced / bulkBase).toFixed(3) },
-    kernel_events_per_s: Math.round(events / seconds),
-    events_per_connection: +(events / connections).toFixed(2),
-    lost_events: lost,
-    node_cpu_ms_per_1000_connections: +((cpu / connections) * 1000).toFixed(1),
-    node_cpu_percent_of_one_core: +((cpu / (seconds * 1000)) * 100).toFixed(1),
-    decode_ns_per_event: +decodeNs.toFixed(1),
-    bpf_ns_per_run: progs,
-    bridge_end_to_end: e2e,
-    bridge_memory: memory,
-    export_ceiling: ceiling,
-    runs: { connload_without: conn.base, connload_with: conn.traced, events: conn.runs, bulk },
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'tcpspan-bench-'));
+  // interrupted: stop the tracers we started (they hold programs attached), then go
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      progress(`${sig}: stopping the tracers started so far`);
+      void stopAll(5000).finally(() => {
+        rmSync(tmp, { recursive: true, force: true });
+        process.exit(130);
+      });
+    });
+  }
+  const started = Date.now();
+  const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  const foreign0 = foreignStateTracers();
+  const results: Record<string, unknown> = { started: new Date(started).toISOString(), options: { ...o, only: [...o.only] } };
+  const report: string[] = [];
+  const section = async (name: Section, fn: () => Promise<string>): Promise<void> => {
+    if (!o!.only.has(name)) return;
+    progress(`-- ${name}`);
+    try {
+      report.push(await fn());
+    } catch (err) {
+      report.push(`${name}: failed: ${(err as Error).message}`);
+      results[name] = { error: (err as Error).message };
+    }
   };
-  const rows: [string, string][] = [
-    ['connections/s without tcpspan', `${results.connections_per_s.without}`],
-    ['connections/s with tcpspan events', `${results.connections_per_s.with_events} (ratio ${results.connections_per_s.ratio}, target >= 0.97)`],
-    ['bulk Gbit/s without', `${results.bulk_gbit_per_s.without}`],
-    ['bulk Gbit/s with (tcp_probe on)', `${results.bulk_gbit_per_s.with_events} (ratio ${results.bulk_gbit_per_s.ratio}, target >= 0.95)`],
-    ['kernel events/s decoded', `${results.kernel_events_per_s} (${results.events_per_connection} per connection)`],
-    ['lost events', `${lost} (target 0)`],
-    ['Node CPU per 1,000 connections', `${results.node_cpu_ms_per_1000_connections} ms (${results.node_cpu_percent_of_one_core} % of a core)`],
-    ['decode cost per event', `${results.decode_ns_per_event} ns (target <= 60)`],
-    ...progs.map((p): [string, string] => [`BPF ${p.program}`, `${p.nsPerRun} ns/run (${p.runs} runs)`]),
-    ['run: connections/s (whole bridge)', `${e2e.connections_per_s} (${e2e.connections} connections)`],
-    ['run: spans delivered / 2 x connections', `${e2e.spans_delivered} / ${2 * e2e.connections} = ${e2e.delivered_ratio} (target 1.0)`],
-    ['run: spans/s to the OTLP receiver', `${e2e.spans_per_s}`],
-    ['run: bridge CPU per 1,000 spans', `${e2e.bridge_cpu_ms_per_1000_spans} ms (${e2e.bridge_cpu_percent_of_one_core} % of a core)`],
-    ['run: close-to-export latency', `p50 ${e2e.close_to_export_ms.p50} ms, p99 ${e2e.close_to_export_ms.p99} ms`],
-    ['run: memory per tracked connection end', `${memory.bytes_per_tracked_end} B (${memory.connections_open} connections open, RSS ${memory.rss_before_mb} -> ${memory.rss_after_mb} MiB; target <= 1 KiB)`],
-    ['export path ceiling (one core)', `${ceiling.spansPerSec} spans/s, ${ceiling.cpuMsPer1000} ms CPU per 1,000, ${ceiling.dropped} dropped (target >= 60k/s)`],
-  ];
-  const width = Math.max(...rows.map(([k]) => k.length));
-  for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);
+  let receiver: ReceiverProcess | undefined;
+  let bridgeMsPer1000: number | undefined;
+  try {
+    await section('peers', async () => {
+      const peers = ensurePeers(o!.install);
+      const tracers = [...peerTracers(peers), ...tcpspanTracers(async () => (receiver ??= await startReceiverProcess(1)))];
+      const r = await sideBySide(tracers, o!.rounds, o!.seconds, tmp, progress);
+      results['peers'] = { ...r, peer_notes: peers.notes, binaries: { tcplife: peers.tcplife, tcpstates: peers.tcpstates, bpftrace: peers.bpftrace } };
+      return peersReport(r.results, o!);
+    });
+    await receiver?.close();
+
+    await section('bulk', async () => {
+      const secs = Math.min(o!.seconds, 4);
+      const b = await bulkRate(2, secs);
+      const base = median(b.base), traced = median(b.traced);
+      results['bulk'] = { ...b, ratio: traced / base };
+      return `Bulk throughput, receive path (bench/bulkload.c, one connection, both ends on CPU 0; tcpspan events unfiltered on CPU 1, tcp_probe on every segment; ${secs} s runs)\n` +
+        keyValues([['without', `${fmt(base, 1)} Gbit/s  (${b.base.map((x) => x.toFixed(1)).join(', ')})`],
+          ['with tcpspan events', `${fmt(traced, 1)} Gbit/s  (${b.traced.map((x) => x.toFixed(1)).join(', ')})`],
+          ['ratio', (traced / base).toFixed(3)]]);
+    });
+
+    await section('programs', async () => {
+      const p = await programCost(Math.min(o!.seconds, 4));
+      results['programs'] = p;
+      return `tcpspan's BPF programs under the connection load (kernel.bpf_stats_enabled; ${fmt(p.connections)} connections` +
+        `${p.events !== undefined ? `, ${(p.events / p.connections).toFixed(2)} records per connection` : ''})\n` +
+        table(['program', 'runs', 'runs/conn', 'ns/run', 'ns/conn'], p.programs.map((x) =>
+          [x.program, fmt(x.runs), x.runsPerConnection.toFixed(2), fmt(x.nsPerRun), fmt(x.nsPerRun * x.runsPerConnection)]), [false, true, true, true, true]) +
+        `\n  kernel time per connection (both ends): ${fmt(p.programs.reduce((s, x) => s + x.nsPerRun * x.runsPerConnection, 0))} ns` +
+        '\n  runs include other sockets on the machine, which the filter turns away early.';
+    });
+
+    await section('bridge', async () => {
+      const r = await fullRate(o!.bridgeSeconds);
+      results['bridge'] = r;
+      bridgeMsPer1000 = r.bridge_cpu_ms_per_1000_spans;
+      return `The bridge at the generator's full rate (tcpspan run on CPU 1 -> OTLP gRPC -> a counting receiver on CPU 0; generator on CPU 0; ${o!.bridgeSeconds} s)\n` +
+        keyValues([
+          ['connections/s (offered spans/s)', `${fmt(r.connections_per_s)} (${fmt(r.offered_spans_per_s)})`],
+          ['spans delivered / (2 x connections)', `${fmt(r.spans_delivered)} / ${fmt(2 * r.connections)} = ${r.delivered_ratio.toFixed(3)}`],
+          ['spans/s delivered', `${fmt(r.spans_per_s)} (load start to last arrival; export went on ${r.export_tail_s} s after the load)`],
+          ['bridge CPU per 1,000 spans', `${r.bridge_cpu_ms_per_1000_spans} ms (${r.bridge_cpu_percent_of_one_core} % of a core)`],
+          ['close -> export', `p50 ${fmt(r.close_to_export_ms.p50)} ms, p99 ${fmt(r.close_to_export_ms.p99)} ms`],
+          ['kernel records per connection', r.kernel_records_per_connection === undefined ? '- (no kernel event count in the run summary)' :
+            `${r.kernel_records_per_connection} (both ends; received + lost, from tcpspan's summary)`],
+          ['kernel ring bytes per connection', r.kernel_ring_bytes_per_connection === undefined ? '- (ring buffer map not found)' :
+            `${fmt(r.kernel_ring_bytes_per_connection)} B (${r.kernel_bytes_per_record ? `${r.kernel_bytes_per_record} B a record, 8-byte header included: ` : ''}` +
+            `ring producer position moved ${fmt(r.kernel_ring_bytes_written)} B)`],
+          ['receiver CPU', `${r.receiver_cpu_percent} % (on CPU 0, beside the generator)`],
+          ['tcpspan says', r.summary.line.replace(/^tcpspan: /, '')],
+        ]);
+    });
+
+    await section('overload', async () => {
+      const r = await overload(o!.overloadShare, o!.overloadSeconds);
+      const ceiling = bridgeMsPer1000 ? Math.round((o!.overloadShare * 1e6) / bridgeMsPer1000) : undefined;
+      results['overload'] = { ...r, ceiling_estimate_spans_per_s: ceiling };
+      const series = r.per_second.map(([s, n]) => `${s >= r.after_load_from ? '+' : ''}${s}:${n >= 1000 ? `${(n / 1000).toFixed(1)}k` : n}`);
+      const seriesLines: string[] = [];
+      for (let i = 0; i < series.length; i += 12) seriesLines.push(`  ${series.slice(i, i + 12).join(' ')}`);
+      return `Overload: tcpspan run limited to ${o!.overloadShare} of CPU 1 (${r.how}); generator at full rate on CPU 0; receiver on CPU 1\n` +
+        keyValues([
+          ['offered', `${fmt(r.connections_per_s)} connections/s = ${fmt(r.offered_spans_per_s)} spans/s for ${r.load_seconds} s`],
+          ['delivered per second during the load', `min ${fmt(r.during.min)}, median ${fmt(r.during.median)}, max ${fmt(r.during.max)} (${r.during.full_seconds} whole seconds)`],
+          ['ceiling at this share (estimate)', ceiling === undefined ? '- (run the bridge section for the CPU per span)' : `${fmt(ceiling)} spans/s (share / full-rate CPU per span)`],
+          ['delivered during / after the load', `${fmt(r.delivered_during_load)} / ${fmt(r.delivered_after_load)} (total ${fmt(r.delivered_total)}, ${r.delivered_ratio.toFixed(3)} of 2 x connections)`],
+          ['tcpspan CPU', `${r.bridge_cpu_percent_of_one_core} % of a core; throttled in ${r.throttled_periods} periods`],
+          ['tcpspan says', r.summary.line.replace(/^tcpspan: /, '')],
+          ['wait for the export', `until ${r.wait_end_s} s after the load started (nothing moving for 2 s, or all delivered), then SIGINT`],
+          ['spans received per second', '(second since the load started: count; +: after the load ended)'],
+        ]) + `\n${seriesLines.join('\n')}`;
+    });
+
+    await section('memory', async () => {
+      const m = await memoryPerConnection(o!.memoryConnections, tmp);
+      results['memory'] = m;
+      const k = m.kernel;
+      return `Memory per tracked connection end (tcpspan run --console under --expose-gc; ${fmt(m.connections_open)} connections open = ${fmt(m.tracked_ends)} ends)\n` +
+        keyValues([
+          ['JS heap used after forced GC', `idle ${m.heap_used_mb.idle} MiB, ${fmt(m.tracked_ends)} ends open ${m.heap_used_mb.open} MiB, all closed ${m.heap_used_mb.after_close} MiB`],
+          ['JS heap per end', `${fmt(m.js_heap_bytes_per_end)} B (external memory ${fmt(m.js_external_bytes_per_end)} B per end)`],
+          ['kernel socket storage per end', k ? `${fmt(k.perSocketBytes)} B: ${k.how}` : '- (no sk_storage map found)'],
+          ['total per end', `${fmt(m.bytes_per_end)} B`],
+          ['ends seen closing', `${fmt(m.spans_after_close)} console spans for ${fmt(m.tracked_ends)} ends` +
+            (m.spans_after_close >= m.tracked_ends ? ' (every end was tracked)' : ` (${fmt(m.tracked_ends - m.spans_after_close)} not seen within 15 s of closing)`)],
+          ['fixed kernel memory', `${fmt(m.kernel_fixed_bytes / 2 ** 20, 1)} MiB (${m.kernel_maps.filter((x) => x.type !== 'sk_storage').map((x) => `${x.name} ${fmt(x.bytes_memlock / 1024, 1)} KiB`).join(', ')})`],
+        ]);
+    });
+
+    await section('ceiling', async () => {
+      const c = exportPathCeiling(100_000);
+      results['ceiling'] = c;
+      return 'The export path alone (synthetic spans -> queue -> OTLP gRPC exporter -> a null receiver; one core)\n' +
+        keyValues([['spans/s', fmt(c.spansPerSec)], ['CPU per 1,000 spans', `${c.cpuMsPer1000} ms`], ['dropped', fmt(c.dropped)]]);
+    });
+  } finally {
+    await receiver?.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+
+  const load1 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  const header = `tcpspan benchmark, ${new Date(started).toISOString()}: kernel ${os.release()}, ${os.cpus().length} CPUs, ` +
+    `${((Date.now() - started) / 1000).toFixed(0)} s; load average ${load0} at start, ${load1} at the end` +
+    `${foreign0.length ? `; other tracers on sock:inet_sock_set_state at start: pids ${foreign0.join(', ')}` : ''}` +
+    '\nOther work on this machine (builds, tests) competes for both CPUs: figures vary from run to run.';
+  console.log(`\n${header}\n\n${report.join('\n\n')}`);
   mkdirSync(path.join(ROOT, 'dist', 'bench'), { recursive: true });
   writeFileSync(path.join(ROOT, 'dist', 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   console.log('\nfull results: dist/bench/results.json');
 }
 
 main().catch((err: unknown) => {
-  console.error(`bench: ${(err as Error).message}`);
+  console.error(`bench: ${(err as Error).stack ?? err}`);
   process.exitCode = 1;
 });
