@@ -10,7 +10,7 @@ import path from 'node:path';
 import { runConnload } from './loadgen.js';
 import { startReceiverProcess, type ReceiverProcess } from './counting-receiver.js';
 import { freshPort } from './ports.js';
-import { mapsOf, openRingPosition, skStorageCost, type MapInfo, type SkStorageCost } from './kernel-objects.js';
+import { hashLifeCost, mapsOf, openRingPosition, skStorageCost, type MapInfo, type SkStorageCost } from './kernel-objects.js';
 import { createCpuLimit } from './cpu-limit.js';
 import { track } from './children.js';
 import { connectInspector, inspectorUrl } from './inspector.js';
@@ -317,7 +317,7 @@ export async function memoryPerConnection(n: number, tmpDir: string): Promise<Me
     let spans = 0;
     while ((spans = await countLinesWithPort(outFile, port)) < 2 * n && Date.now() < deadline) await sleep(250);
     const after = await measure();
-    const kernel = skStorageCost(maps);
+    const kernel = skStorageCost(maps) ?? hashLifeCost(maps);
     const jsPerEnd = (open.heapUsed - idle.heapUsed) / (2 * n);
     const extPerEnd = (open.external - idle.external) / (2 * n);
     const mb = (b: number) => +(b / 2 ** 20).toFixed(2);

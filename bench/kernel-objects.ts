@@ -148,22 +148,46 @@ export interface SkStorageCost {
  * (shared by all maps storing on that socket; charged here in full, as no other user is assumed).
  * Struct layouts come from the running kernel's BTF.
  */
+/** A struct of the running kernel, from its BTF: size and member offsets. */
+function kernelStruct(name: string): { size: number; members: Map<string, number> } {
+  const btf = vmlinuxBtf ??= execFileSync('bpftool', ['btf', 'dump', 'file', '/sys/kernel/btf/vmlinux'], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  const at = btf.indexOf(`STRUCT '${name}' size=`);
+  if (at < 0) throw new Error(`bench: struct ${name} not in the kernel's BTF`);
+  const lines = btf.slice(at, btf.indexOf('\n[', at)).split('\n');
+  const size = Number(/size=(\d+)/.exec(lines[0]!)![1]);
+  const members = new Map<string, number>();
+  for (const l of lines.slice(1)) {
+    const m = /'([^']*)' type_id=\d+ bits_offset=(\d+)/.exec(l);
+    if (m) members.set(m[1]!, Number(m[2]) / 8);
+  }
+  return { size, members };
+}
+let vmlinuxBtf: string | undefined;
+
+/**
+ * Kernel memory per tracked connection end for a preallocated hash of lives (tcpspan's
+ * `lives`): one element, sizeof(struct htab_elem) + key + value rounded to 8 bytes
+ * (kernel/bpf/hashtab.c, htab->elem_size); the whole map is allocated at load (max_entries
+ * elements), so it is also a fixed cost.
+ */
+export function hashLifeCost(maps: MapInfo[]): SkStorageCost | undefined {
+  const lives = maps.find((m) => m.type === 'hash' && m.name === 'lives');
+  if (!lives) return undefined;
+  const header = kernelStruct('htab_elem').size;
+  const round8 = (n: number) => Math.ceil(n / 8) * 8;
+  const elem = header + round8(lives.bytes_key) + round8(lives.bytes_value);
+  return {
+    valueBytes: [lives.bytes_value], elemHeaderBytes: header, elemBytes: elem, ownerBytes: 0, ownerAllocBytes: 0,
+    perSocketBytes: elem,
+    how: `one element of the preallocated hash 'lives': struct htab_elem ${header} B + key ${lives.bytes_key} B + value ${lives.bytes_value} B ` +
+      `= ${elem} B (x ${lives.max_entries} entries allocated at load; sizes from /sys/kernel/btf/vmlinux)`,
+  };
+}
+
 export function skStorageCost(maps: MapInfo[]): SkStorageCost | undefined {
   const sk = maps.filter((m) => m.type === 'sk_storage');
   if (sk.length === 0) return undefined;
-  const btf = execFileSync('bpftool', ['btf', 'dump', 'file', '/sys/kernel/btf/vmlinux'], { encoding: 'utf8', maxBuffer: 256 << 20 });
-  const struct = (name: string): { size: number; members: Map<string, number> } => {
-    const at = btf.indexOf(`STRUCT '${name}' size=`);
-    if (at < 0) throw new Error(`bench: struct ${name} not in the kernel's BTF`);
-    const lines = btf.slice(at, btf.indexOf('\n[', at)).split('\n');
-    const size = Number(/size=(\d+)/.exec(lines[0]!)![1]);
-    const members = new Map<string, number>();
-    for (const l of lines.slice(1)) {
-      const m = /'([^']*)' type_id=\d+ bits_offset=(\d+)/.exec(l);
-      if (m) members.set(m[1]!, Number(m[2]) / 8);
-    }
-    return { size, members };
-  };
+  const struct = kernelStruct;
   const elem = struct('bpf_local_storage_elem');
   const data = struct('bpf_local_storage_data');
   const owner = struct('bpf_local_storage');

@@ -14,6 +14,7 @@
  *   tp_btf/tcp_receive_reset     RST received: a record
  *   tp_btf/tcp_send_reset        RST sent: a record
  *   tp_btf/inet_sk_error_report  socket errors (ECONNREFUSED, ETIMEDOUT, ...): a record
+ *   tp_btf/tcp_destroy_sock      the socket is gone: its life is forgotten
  *   sockops                      when a SYN reached a listener (optional: capture.synTiming)
  */
 #include "vmlinux.h"
@@ -45,18 +46,20 @@ struct {
 	__uint(max_entries, 8 << 20); /* resized by the loader */
 } events SEC(".maps");
 
-/* A connection end's life: the record it becomes. */
+/* A connection end's life: the record it becomes, and what only the kernel needs. */
 struct sock_info {
 	struct tcpspan_conn c;
+	__u32 closed;          /* the Close record was sent: later events belong to no life until the next start */
+	__u32 _pad;
 };
 
 /*
  * Lives by socket cookie (never reused), in a preallocated hash: an insert takes a
- * free element from a per-CPU list. Socket-local storage allocates (memcg-charged)
- * per socket and frees through RCU: measured here at about twice the cost per state
- * change. A life is deleted when its Close record is sent, so the events that trail a
- * close find none; every full TCP socket reaches CLOSE before it is destroyed, so
- * nothing is left behind. A full map refuses new lives (counted: sock_map_full).
+ * free element from a per-CPU list, where socket-local storage allocates (memcg-
+ * charged) per socket and frees through RCU. A life outlives its Close record until
+ * the socket is destroyed (tcp:tcp_destroy_sock), so the events that trail a close
+ * (an abortive close's RST, the error report) still find its tuple, which the kernel
+ * has cleared by then. A full map refuses new lives (counted: sock_map_full).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -380,7 +383,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 {
 	struct sock_info *si;
 	struct tcpspan_conn *c;
-	__u64 now, cookie;
+	__u64 now;
 	bool start;
 	__u8 n;
 
@@ -391,15 +394,16 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		return 0;
 
 	now = bpf_ktime_get_ns();
-	cookie = bpf_get_socket_cookie((void *)sk);
-	si = track(sk, cookie, now);
+	si = track(sk, bpf_get_socket_cookie((void *)sk), now);
 	if (!si)
 		return 0;
 	c = &si->c;
 	start = (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) ||
 		(oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV);
-	if (start && c->n_trans)
+	if (start && (c->n_trans || si->closed))
 		restart(si, sk, now);
+	else if (si->closed)
+		return 0; /* nothing after CLOSE until a new start */
 
 	n = c->n_trans;
 	if (n == 0)
@@ -440,8 +444,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		if (sk->__sk_common.skc_flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))
 			c->flags |= TCPSPAN_F_PEER_FIN;
 		emit_conn(si, TCPSPAN_EV_CLOSE, now);
-		/* the life is sent: events that trail the close find none */
-		bpf_map_delete_elem(&lives, &cookie);
+		si->closed = 1;
 	}
 	return 0;
 }
@@ -537,10 +540,12 @@ static __always_inline struct tcpspan_event *socket_event(const struct sock *sk,
 			__builtin_memcpy(t.raddr, si->c.raddr, 16);
 			t.lport = si->c.lport;
 			t.rport = si->c.rport;
-		} else {
+		} else if (!si->closed) {
 			/* a client's port is chosen after SYN_SENT and gone at CLOSE: keep it while seen */
 			set_tuple(&si->c, &t);
 		}
+		if (si->closed)
+			si = NULL; /* a trailing event of a closed life */
 	} else if (!wanted(&t, netns)) {
 		return NULL;
 	}
@@ -580,7 +585,7 @@ static __always_inline int retransmit(const struct sock *sk, const struct sk_buf
 		__u64 cookie = bpf_get_socket_cookie((void *)sk);
 
 		si = bpf_map_lookup_elem(&lives, &cookie);
-		if (si) {
+		if (si && !si->closed) {
 			if (err)
 				si->c.retrans_failed++;
 			else
@@ -627,6 +632,16 @@ int BPF_PROG(handle_retransmit_synack, const struct sock *sk, const struct reque
 	tuple_of(&req->__req_common, &t);
 	tuple_event(TCPSPAN_EV_SYNACK_RETRANSMIT, &t, netns_of(&sk->__sk_common), TCP_SYN_RECV,
 		    0x12 /* SYN|ACK */);
+	return 0;
+}
+
+/* The socket is gone: so is its life. */
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(handle_destroy_sock, struct sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+
+	bpf_map_delete_elem(&lives, &cookie);
 	return 0;
 }
 

@@ -95,6 +95,8 @@ describe('kernel capture', function () {
         // the final counters: client sent 5 bytes and received 3 (plus SYN and FIN sequence space)
         assert.deepEqual({ acked: cClose.bytesAcked, received: cClose.bytesReceived, err: cClose.error }, { acked: 5 + 2, received: 3 + 1, err: 0 });
         assert.ok(cClose.flags & EventFlag.PeerFin && sClose.flags & EventFlag.PeerFin, 'both saw the other FIN');
+        // both sockets are destroyed by now (the client's TIME_WAIT is a separate, timewait socket): no life is left
+        assert.equal(session.capture.countLives(), 0);
       });
     });
   }
@@ -167,6 +169,7 @@ describe('kernel capture', function () {
     const field = (name: string) => Number(new RegExp(`\\b${name}:(\\d+)`).exec(ss)?.[1]);
     assert.ok(rttMs > 0, `ss printed no rtt: ${ss}`);
     const est = session.events.find((e) => e.kind === EventKind.Open && e.lport === sock.localPort)!;
+    assert.equal(session.capture.countLives(), 2, 'a life for each open end');
     sock.end();
     await session.waitFor((evs) => evs.some((e) => e.kind === EventKind.Close && e.cookie === est.cookie), 5000, 'the Close record');
     const fin = session.events.find((e) => e.kind === EventKind.Close && e.cookie === est.cookie)!;

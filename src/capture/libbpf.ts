@@ -42,6 +42,8 @@ const api = {
   linkDestroy: fn<(link: Ptr) => number>('int bpf_link__destroy(void *link)'),
   mapLookupElem: fn<(fd: number, key: Buffer, value: Buffer) => number>(
     'int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
+  mapGetNextKey: fn<(fd: number, key: Buffer | null, next: Buffer) => number>(
+    'int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
   numPossibleCpus: fn<() => number>('int libbpf_num_possible_cpus()'),
   probeMapType: fn<(type: number, opts: null) => number>('int libbpf_probe_bpf_map_type(int type, const void *opts)'),
   probeProgType: fn<(type: number, opts: null) => number>('int libbpf_probe_bpf_prog_type(int type, const void *opts)'),
@@ -71,6 +73,7 @@ export const libbpf = {
   progAttachCgroup: (prog: Ptr, fd: number) => api.progAttachCgroup()(prog, fd),
   linkDestroy: (link: Ptr) => api.linkDestroy()(link),
   mapLookupElem: (fd: number, key: Buffer, value: Buffer) => api.mapLookupElem()(fd, key, value),
+  mapGetNextKey: (fd: number, key: Buffer | null, next: Buffer) => api.mapGetNextKey()(fd, key, next),
   numPossibleCpus: () => api.numPossibleCpus()(),
   probeMapType: (type: number) => api.probeMapType()(type, null),
   probeProgType: (type: number) => api.probeProgType()(type, null),

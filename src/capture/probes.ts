@@ -58,6 +58,8 @@ export interface Capture {
   readonly programs: readonly ProgramStatus[];
   /** The kernel's counters; after close(), their last reading. */
   readCounters(): Counters;
+  /** Connection lives the kernel holds now (one per tracked socket not yet destroyed); 0 once closed. */
+  countLives(): number;
   /** Detaches every program: no new records after this. Idempotent. */
   detach(): void;
   /** Detaches, unmaps the ring and frees the object. Idempotent. */
@@ -83,6 +85,8 @@ const PROGRAMS: readonly ProgramSpec[] = [
   { name: 'handle_receive_reset', hook: 'tcp:tcp_receive_reset', tracepoint: 'tcp_receive_reset' },
   { name: 'handle_send_reset', hook: 'tcp:tcp_send_reset', tracepoint: 'tcp_send_reset' },
   { name: 'handle_error_report', hook: 'sock:inet_sk_error_report', tracepoint: 'inet_sk_error_report' },
+  // without it, the lives of destroyed sockets would fill the map
+  { name: 'handle_destroy_sock', hook: 'tcp:tcp_destroy_sock', tracepoint: 'tcp_destroy_sock', required: true },
   { name: 'handle_sockops', hook: 'cgroup sock_ops (SYN arrival)', cgroup: true },
 ];
 
@@ -116,7 +120,7 @@ export function openCapture(opts: CaptureOptions): Capture {
     const statuses = attachAll(programs, links, cgroupFd, opts.warn);
     if (cgroupFd !== undefined) closeSync(cgroupFd);
     ring = mapRing(obj, opts.ringBytes);
-    return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'));
+    return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'), mapFd(obj, 'lives'));
   } catch (err) {
     for (const link of links) libbpf.linkDestroy(link);
     ring?.close();
@@ -282,7 +286,8 @@ class LoadedCapture implements Capture {
   private readonly _cpus: number;
 
   constructor(private readonly _obj: Ptr, private readonly _links: Ptr[], readonly ring: RingBuffer,
-              readonly programs: readonly ProgramStatus[], private readonly _countersFd: number) {
+              readonly programs: readonly ProgramStatus[], private readonly _countersFd: number,
+              private readonly _livesFd: number) {
     this._cpus = libbpf.numPossibleCpus();
     this._values = Buffer.alloc(this._cpus * COUNTERS_LAYOUT.size);
   }
@@ -300,6 +305,14 @@ class LoadedCapture implements Capture {
       }
     }
     return { submitted: sums[0]!, ringbufFull: sums[1]!, sockMapFull: sums[2]!, synMapFull: sums[3]! };
+  }
+
+  countLives(): number {
+    if (this._closed) return 0;
+    const keys = [Buffer.alloc(8), Buffer.alloc(8)];
+    let n = 0;
+    for (let prev: Buffer | null = null; libbpf.mapGetNextKey(this._livesFd, prev, keys[n % 2]!) === 0; n++) prev = keys[n % 2]!;
+    return n;
   }
 
   detach(): void {
