@@ -11,6 +11,8 @@ import { decodeTraceRequest } from './support/otlp-receiver.js';
 const RESOURCE = resourceFromAttributes({ 'service.name': 'tcpspan-test', 'host.name': 'lab-1', 'process.runtime.version': 24 });
 const SCOPE = { name: 'tcpspan', version: '0.1.0' };
 const T0 = 1_763_000_000_123_456_789n;
+/** a frozen attribute map shared by many events, as span-events.ts hands them out */
+const SHARED = Object.freeze({ 'network.connection.state': 'closed' });
 
 function span(i: number, over: Partial<SpanData> = {}): SpanData {
   const t = T0 + BigInt(i) * 1_000_003n;
@@ -25,10 +27,12 @@ function span(i: number, over: Partial<SpanData> = {}): SpanData {
       'tcp.rtt.avg': 0.0000875 * (i + 1), 'tcp.rtt.min': 0, 'tcp.handshake.duration': 1e-9 * (i + 1),
       'tcp.bytes.sent': 2 ** 40 + i, 'tcpspan.socket.cookie': 2 ** 53 - 1 - i, 'tcp.retransmits.delta': -3 - i,
       'tcpspan.open_before_start': i % 2 === 0, 'process.executable.name': `nödè-${'x'.repeat(i * 13)}`,
+      // the same key and value also stand in an event: encoded for each field they stand in
+      'error.type': 'ECONNRESET',
     },
     events: Array.from({ length: i % 4 }, (_, k) => ({
       name: k % 2 ? 'tcp.retransmit' : 'tcp.state_change', time: toHrTime(t + BigInt(k) * 999_999_999n),
-      attributes: { 'network.connection.state': 'established', 'tcp.retransmit.segments': k, 'tcp.retransmit.sent': k % 2 === 0 },
+      attributes: k === 2 ? SHARED : { 'network.connection.state': 'established', 'tcp.retransmit.segments': k, 'tcp.retransmit.sent': k % 2 === 0, 'error.type': 'ECONNRESET' },
     })),
     droppedEventsCount: i % 5,
     status: i % 2 ? { code: 'error', message: `connection reset by peer (ECONNRESET) ${'é'.repeat(i)}` } : { code: 'unset' },

@@ -137,16 +137,19 @@ class ProtoWriter {
 
   /** fixed64 nanoseconds since the epoch from HrTime, exact without bigint. */
   time(field: number, t: HrTime): void {
-    this.tag(field, I64);
-    this._room(8);
+    this._room(9);
+    const b = this.buf;
+    let p = this.pos;
+    b[p++] = tag(field, I64); // fields 1, 7, 8: one byte
     // sec * 1e9 + ns = (sec * 1953125) * 512 + ns; sec * 1953125 < 2^53
     const a = t[0] * 1953125;
     const aHi = Math.floor(a / 4294967296), aLo = a - aHi * 4294967296;
     const low = aLo * 512 + t[1];
     const carry = Math.floor(low / 4294967296);
-    this.buf.writeUInt32LE(low - carry * 4294967296, this.pos);
-    this.buf.writeUInt32LE((aHi * 512 + carry) >>> 0, this.pos + 4);
-    this.pos += 8;
+    const lo = low - carry * 4294967296, hi = (aHi * 512 + carry) >>> 0;
+    b[p++] = lo & 0xff; b[p++] = (lo >>> 8) & 0xff; b[p++] = (lo >>> 16) & 0xff; b[p++] = lo >>> 24;
+    b[p++] = hi & 0xff; b[p++] = (hi >>> 8) & 0xff; b[p++] = (hi >>> 16) & 0xff; b[p++] = hi >>> 24;
+    this.pos = p;
   }
 
   /** Starts a length-delimited field; end() writes its length. One byte is kept for it. */
@@ -206,10 +209,54 @@ function keyValue(w: ProtoWriter, field: number, key: string, value: AttributeVa
   w.end(kv);
 }
 
+// Encoded KeyValues of a key with a string or boolean value: most repeat from span to span
+// (transport, network type, close reason, addresses, executable names).
+// By field number (the KeyValue's field in its parent), key, value.
+const KV_CACHE: Map<string, Map<string | boolean, Uint8Array>>[] = Array.from({ length: 10 }, () => new Map());
+const MAX_KV_VALUES = 4096;
+
+function cachedKeyValue(w: ProtoWriter, field: number, key: string, value: string | boolean): void {
+  const byKey = KV_CACHE[field]!;
+  let byValue = byKey.get(key);
+  if (byValue === undefined) byKey.set(key, byValue = new Map());
+  let enc = byValue.get(value);
+  if (enc === undefined) {
+    const one = new ProtoWriter(64);
+    keyValue(one, field, key, value);
+    enc = Buffer.from(one.finish());
+    if (typeof value === 'string' && value.length > MAX_CACHED_LENGTH) {
+      w.bytes(enc);
+      return;
+    }
+    if (byValue.size >= MAX_KV_VALUES) byValue.clear();
+    byValue.set(value, enc);
+  }
+  w.bytes(enc);
+}
+
+// Attribute maps shared by many spans (a state change's, frozen) are encoded once.
+const SHARED_ATTRIBUTES = new WeakMap<object, Uint8Array>();
+
 function attributes(w: ProtoWriter, field: number, attrs: Record<string, AttributeValue>): void {
+  if (Object.isFrozen(attrs)) {
+    let enc = SHARED_ATTRIBUTES.get(attrs);
+    if (enc === undefined) {
+      const one = new ProtoWriter(128);
+      writeAttributes(one, field, attrs);
+      SHARED_ATTRIBUTES.set(attrs, enc = Buffer.from(one.finish()));
+    }
+    w.bytes(enc);
+    return;
+  }
+  writeAttributes(w, field, attrs);
+}
+
+function writeAttributes(w: ProtoWriter, field: number, attrs: Record<string, AttributeValue>): void {
   for (const key in attrs) {
     const v = attrs[key];
-    if (v !== undefined) keyValue(w, field, key, v);
+    if (v === undefined) continue;
+    if (typeof v === 'number') keyValue(w, field, key, v);
+    else cachedKeyValue(w, field, key, v);
   }
 }
 
