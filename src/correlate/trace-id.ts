@@ -9,7 +9,8 @@
 // The server span's parent is the client span (RPC convention); the client span is
 // a root. Two unrelated connections share ids only if both ISN pairs match (64 bits).
 // Connections without an observed handshake get random ids.
-import { hash, randomFillSync } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
+import { sha256OneBlock } from './sha256-block.js';
 
 export interface TraceIdentity {
   /** 32 lowercase hex digits */
@@ -41,18 +42,24 @@ export function traceIdentityFromIsn(clientIsn: number, serverIsn: number): Trac
   return id;
 }
 
+const digest = new Uint32Array(8);
+const digestBytes = Buffer.alloc(32);
+
 function computeIdentity(clientIsn: number, serverIsn: number): TraceIdentity {
   input.writeUInt32BE(clientIsn >>> 0, DOMAIN.length);
   input.writeUInt32BE(serverIsn >>> 0, DOMAIN.length + 4);
   // an all-zero id is invalid in W3C trace context; so is a span its own parent
   for (let retry = 0; ; retry++) {
     input[DOMAIN.length + 8] = retry & 0xff;
-    const d = hash('sha256', retry > 0 ? input : input.subarray(0, DOMAIN.length + 8), 'buffer');
-    if (isZero(d, 0, 16) || isZero(d, 16, 24) || isZero(d, 24, 32) || d.compare(d, 16, 24, 24, 32) === 0) continue;
+    sha256OneBlock(input, retry > 0 ? DOMAIN.length + 9 : DOMAIN.length + 8, digest);
+    const d = digest;
+    if ((d[0]! | d[1]! | d[2]! | d[3]!) === 0 || (d[4]! | d[5]!) === 0 || (d[6]! | d[7]!) === 0 ||
+        (d[4] === d[6] && d[5] === d[7])) continue;
+    for (let i = 0; i < 8; i++) digestBytes.writeUInt32BE(d[i]!, 4 * i);
     return {
-      traceId: d.toString('hex', 0, 16),
-      clientSpanId: d.toString('hex', 16, 24),
-      serverSpanId: d.toString('hex', 24, 32),
+      traceId: digestBytes.toString('hex', 0, 16),
+      clientSpanId: digestBytes.toString('hex', 16, 24),
+      serverSpanId: digestBytes.toString('hex', 24, 32),
     };
   }
 }
