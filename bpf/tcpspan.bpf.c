@@ -54,12 +54,14 @@ struct sock_info {
 };
 
 /*
- * Lives by socket cookie (never reused), in a preallocated hash: an insert takes a
- * free element from a per-CPU list, where socket-local storage allocates (memcg-
- * charged) per socket and frees through RCU. A life outlives its Close record until
- * the socket is destroyed (tcp:tcp_destroy_sock), so the events that trail a close
- * (an abortive close's RST, the error report) still find its tuple, which the kernel
- * has cleared by then. A full map refuses new lives (counted: sock_map_full).
+ * Lives by socket address, in a preallocated hash: an insert takes a free element
+ * from a per-CPU list, where socket-local storage allocates (memcg-charged) per
+ * socket and frees through RCU. A life outlives its Close record until the socket is
+ * destroyed (tcp:tcp_destroy_sock), so the events that trail a close (an abortive
+ * close's RST, the error report) still find its tuple, which the kernel has cleared
+ * by then; being deleted there, an entry never outlives its socket, so an address
+ * reused by a new socket never finds an old life. The cookie is taken once, into the
+ * life. A full map refuses new lives (counted: sock_map_full).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -248,9 +250,10 @@ static __always_inline void refresh_tuple(struct tcpspan_conn *c, const struct s
  * The socket's life, created on first sight when the filters accept it. NULL
  * when filtered out or when the map is full (counted).
  */
-static __always_inline struct sock_info *track(const struct sock *sk, __u64 cookie, __u64 now)
+static __always_inline struct sock_info *track(const struct sock *sk, __u64 now)
 {
-	struct sock_info *si = bpf_map_lookup_elem(&lives, &cookie);
+	__u64 key = (__u64)sk;
+	struct sock_info *si = bpf_map_lookup_elem(&lives, &key);
 	struct sock_info fresh = {};
 	struct tuple t = {};
 	__u32 netns;
@@ -261,25 +264,34 @@ static __always_inline struct sock_info *track(const struct sock *sk, __u64 cook
 	netns = netns_of(&sk->__sk_common);
 	if (!wanted(&t, netns))
 		return NULL;
-	fresh.c.cookie = cookie;
+	fresh.c.cookie = bpf_get_socket_cookie((void *)sk);
 	fresh.c.netns = netns;
 	fresh.c.start_ns = now;
 	set_tuple(&fresh.c, &t);
-	if (bpf_map_update_elem(&lives, &cookie, &fresh, BPF_NOEXIST)) {
+	if (bpf_map_update_elem(&lives, &key, &fresh, BPF_NOEXIST)) {
 		count(TCPSPAN_C_SOCK_MAP_FULL);
 		return NULL;
 	}
-	return bpf_map_lookup_elem(&lives, &cookie);
+	return bpf_map_lookup_elem(&lives, &key);
 }
 
-/* A new life on a socket seen before (a start without a CLOSE in between). */
+static __always_inline struct sock_info *life_of_sock(const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+
+	return bpf_map_lookup_elem(&lives, &key);
+}
+
+/*
+ * A new life on a socket seen before: connect after a failed connect or a disconnect
+ * (or, should a socket ever be freed without tcp_destroy_sock, a new socket at its address).
+ */
 static __always_inline void restart(struct sock_info *si, const struct sock *sk, __u64 now)
 {
-	__u64 cookie = si->c.cookie;
-	__u32 netns = si->c.netns;
+	__u32 netns = netns_of(&sk->__sk_common);
 
 	__builtin_memset(si, 0, sizeof(*si));
-	si->c.cookie = cookie;
+	si->c.cookie = bpf_get_socket_cookie((void *)sk);
 	si->c.netns = netns;
 	si->c.start_ns = now;
 	refresh_tuple(&si->c, sk);
@@ -394,7 +406,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		return 0;
 
 	now = bpf_ktime_get_ns();
-	si = track(sk, bpf_get_socket_cookie((void *)sk), now);
+	si = track(sk, now);
 	if (!si)
 		return 0;
 	c = &si->c;
@@ -528,11 +540,12 @@ static __always_inline struct tcpspan_event *socket_event(const struct sock *sk,
 	tuple_of(&sk->__sk_common, &t);
 	netns = netns_of(&sk->__sk_common);
 	cookie = bpf_get_socket_cookie((void *)sk);
-	if (state == TCP_CLOSE || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV)
-		/* a closed, timewait or request socket starts no life */
-		si = bpf_map_lookup_elem(&lives, &cookie);
+	if (state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV)
+		si = NULL; /* not the full socket: a timewait or request socket has no life */
+	else if (state == TCP_CLOSE)
+		si = life_of_sock(sk); /* a closed socket starts no life */
 	else
-		si = track(sk, cookie, bpf_ktime_get_ns());
+		si = track(sk, bpf_ktime_get_ns());
 	if (si) {
 		if (!t.lport || !t.rport) {
 			/* cleared at unhash or disconnect: the life remembers them */
@@ -582,9 +595,7 @@ static __always_inline int retransmit(const struct sock *sk, const struct sk_buf
 	e = socket_event(sk, TCPSPAN_EV_RETRANSMIT, &si);
 	if (!e) {
 		/* the record is lost (counted); the life's counts stay exact */
-		__u64 cookie = bpf_get_socket_cookie((void *)sk);
-
-		si = bpf_map_lookup_elem(&lives, &cookie);
+		si = life_of_sock(sk);
 		if (si && !si->closed) {
 			if (err)
 				si->c.retrans_failed++;
@@ -639,9 +650,9 @@ int BPF_PROG(handle_retransmit_synack, const struct sock *sk, const struct reque
 SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(handle_destroy_sock, struct sock *sk)
 {
-	__u64 cookie = bpf_get_socket_cookie(sk);
+	__u64 key = (__u64)sk;
 
-	bpf_map_delete_elem(&lives, &cookie);
+	bpf_map_delete_elem(&lives, &key);
 	return 0;
 }
 
@@ -654,7 +665,7 @@ int BPF_PROG(handle_probe, struct sock *sk, const struct sk_buff *skb)
 	__u32 srtt;
 
 	/* a connection open before tcpspan started: summarise it from now on */
-	si = track(sk, bpf_get_socket_cookie(sk), bpf_ktime_get_ns());
+	si = track(sk, bpf_ktime_get_ns());
 	if (!si)
 		return 0;
 	tp = bpf_skc_to_tcp_sock(sk);
