@@ -77,6 +77,8 @@ export interface SpanExportQueue<T> {
    */
   shutdown(deadlineMs: number): Promise<void>;
   stats(): SpanExportQueueStats;
+  /** True while no full batch more would fit: the producer should slow down rather than make spans to refuse. */
+  saturated(): boolean;
 }
 
 export function createSpanExportQueue<T>(exporter: BatchExporter<T>, opts: SpanExportQueueOptions): SpanExportQueue<T> {
@@ -194,6 +196,10 @@ class BoundedSpanExportQueue<T> implements SpanExportQueue<T> {
 
   shutdown(deadlineMs: number): Promise<void> {
     return (this._shutdown ??= this._doShutdown(Date.now() + Math.max(0, deadlineMs)));
+  }
+
+  saturated(): boolean {
+    return this._queue.length + (this._batch?.length ?? 0) + this._maxExportBatchSize > this._maxQueueSize;
   }
 
   stats(): SpanExportQueueStats {

@@ -15,6 +15,8 @@ export interface SpanSink {
   accept(rec: ConnectionRecord, span: SpanData): void;
   /** Delivers what it holds within the deadline; the rest is counted as dropped. */
   shutdown(deadlineMs: number): Promise<void>;
+  /** True while it cannot take more without refusing it (its export queue is full). */
+  saturated?(): boolean;
   exported(): number;
   dropped(): Record<string, number>;
 }
@@ -104,6 +106,13 @@ class RingBridge implements Bridge {
   }
 
   private _drain(max?: number): number {
+    // Behind on exports: leave the records in the ring. Turning records into spans the queue
+    // would refuse spends the CPU the exports need; a full ring drops in the kernel instead,
+    // counted (ringbuf_full), and the spans that are made still go out at the export rate.
+    if (max !== undefined && this._sinksSaturated()) {
+      this._correlator.tick(nowMono());
+      return 0;
+    }
     const n = this._opts.capture.ring.drain(this._handle, max);
     const now = nowMono();
     this._correlator.tick(now);
@@ -140,6 +149,11 @@ class RingBridge implements Bridge {
     const span = toSpanData(rec, this._epoch);
     this._opts.onRecord?.(rec);
     for (const sink of this._opts.sinks) sink.accept(rec, span);
+  }
+
+  private _sinksSaturated(): boolean {
+    for (const sink of this._opts.sinks) if (sink.saturated?.()) return true;
+    return false;
   }
 
   private _dropped(): Record<string, number> {

@@ -39,6 +39,7 @@ export function createExporterSink(name: string, exporter: BatchExporter<SpanDat
       q.add(span);
     },
     shutdown: (deadlineMs) => q.shutdown(deadlineMs),
+    saturated: () => q.saturated(),
     exported: () => q.stats().exported,
     dropped: () => q.stats().dropped,
   };
