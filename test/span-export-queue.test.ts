@@ -357,8 +357,12 @@ describe('SpanExportQueue', () => {
 
       for (const d of many(10)) q.add(d);
       await until(() => q.stats().failedCalls === 1);
-      const accepted = many(12, 10).map((d) => q.add(d));
-      assert.deepStrictEqual(accepted, [...Array(10).fill(true), false, false]);
+      // the batch waiting for its retry leaves room for exactly one more batch: not saturated yet
+      assert.equal(q.saturated(), false);
+      for (const d of many(1, 100)) q.add(d);
+      assert.equal(q.saturated(), true, 'no room for a whole batch more: the producer should hold back');
+      const accepted = many(11, 10).map((d) => q.add(d));
+      assert.deepStrictEqual(accepted, [...Array(9).fill(true), false, false]);
       assert.deepStrictEqual(q.stats(),
         stats({ queued: 10, inFlight: 10, dropped: drops({ queue_full: 2 }), exportCalls: 1, failedCalls: 1 }));
     });
