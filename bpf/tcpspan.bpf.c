@@ -29,6 +29,7 @@
 #define IPPROTO_TCP 6
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
+#define EEXIST 17
 
 /* GPL-compatible, as bpf_probe_read_kernel requires; the SPDX line above is the license. */
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -69,6 +70,14 @@ struct {
 	__type(key, __u64);
 	__type(value, struct sock_info);
 } lives SEC(".maps");
+
+/* A new life is made here before it is inserted: too large for the BPF stack beside the rest. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sock_info);
+} fresh_life SEC(".maps");
 
 /* When a SYN reached a listener, until the child socket appears (at handshake end). */
 struct syn_key {
@@ -250,28 +259,38 @@ static __always_inline void refresh_tuple(struct tcpspan_conn *c, const struct s
  * The socket's life, created on first sight when the filters accept it. NULL
  * when filtered out or when the map is full (counted).
  */
-static __always_inline struct sock_info *track(const struct sock *sk, __u64 now)
+static __always_inline struct sock_info *track(const struct sock *sk, __u64 now, bool start)
 {
 	__u64 key = (__u64)sk;
-	struct sock_info *si = bpf_map_lookup_elem(&lives, &key);
-	struct sock_info fresh = {};
+	struct sock_info *si, *fresh;
 	struct tuple t = {};
-	__u32 netns;
+	__u32 netns, zero = 0;
+	long err;
 
-	if (si)
-		return si;
+	/* a start finds no life (it is new): skip the lookup that would miss */
+	if (!start) {
+		si = bpf_map_lookup_elem(&lives, &key);
+		if (si)
+			return si;
+	}
 	tuple_of(&sk->__sk_common, &t);
 	netns = netns_of(&sk->__sk_common);
 	if (!wanted(&t, netns))
 		return NULL;
-	fresh.c.cookie = bpf_get_socket_cookie((void *)sk);
-	fresh.c.netns = netns;
-	fresh.c.start_ns = now;
-	set_tuple(&fresh.c, &t);
-	if (bpf_map_update_elem(&lives, &key, &fresh, BPF_NOEXIST)) {
+	fresh = bpf_map_lookup_elem(&fresh_life, &zero);
+	if (!fresh)
+		return NULL;
+	__builtin_memset(fresh, 0, sizeof(*fresh));
+	fresh->c.cookie = bpf_get_socket_cookie((void *)sk);
+	fresh->c.netns = netns;
+	fresh->c.start_ns = now;
+	set_tuple(&fresh->c, &t);
+	err = bpf_map_update_elem(&lives, &key, fresh, BPF_NOEXIST);
+	if (err && err != -EEXIST) {
 		count(TCPSPAN_C_SOCK_MAP_FULL);
 		return NULL;
 	}
+	/* -EEXIST: a start on a socket that has a life (the caller restarts it) */
 	return bpf_map_lookup_elem(&lives, &key);
 }
 
@@ -406,12 +425,12 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		return 0;
 
 	now = bpf_ktime_get_ns();
-	si = track(sk, now);
+	start = (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) ||
+		(oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV);
+	si = track(sk, now, start);
 	if (!si)
 		return 0;
 	c = &si->c;
-	start = (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) ||
-		(oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV);
 	if (start && (c->n_trans || si->closed))
 		restart(si, sk, now);
 	else if (si->closed)
@@ -545,7 +564,7 @@ static __always_inline struct tcpspan_event *socket_event(const struct sock *sk,
 	else if (state == TCP_CLOSE)
 		si = life_of_sock(sk); /* a closed socket starts no life */
 	else
-		si = track(sk, bpf_ktime_get_ns());
+		si = track(sk, bpf_ktime_get_ns(), false);
 	if (si) {
 		if (!t.lport || !t.rport) {
 			/* cleared at unhash or disconnect: the life remembers them */
@@ -665,7 +684,7 @@ int BPF_PROG(handle_probe, struct sock *sk, const struct sk_buff *skb)
 	__u32 srtt;
 
 	/* a connection open before tcpspan started: summarise it from now on */
-	si = track(sk, bpf_ktime_get_ns());
+	si = track(sk, bpf_ktime_get_ns(), false);
 	if (!si)
 		return 0;
 	tp = bpf_skc_to_tcp_sock(sk);
