@@ -86,9 +86,16 @@ function connectionSpan(i: number): SpanData {
 export async function exportCeiling(opts: { spans: number; endpoint: string; path?: 'tcpspan' | 'sdk' }): Promise<ExportCeiling> {
   const resource = resourceFromAttributes({ 'service.name': 'tcpspan-bench', 'host.name': 'bench' });
   const scope = { name: 'tcpspan', version: '0.1.0' };
-  const exporter: BatchExporter<SpanData> = opts.path === 'sdk'
-    ? sdkPath(new OTLPTraceExporter({ url: opts.endpoint, timeoutMillis: 30_000 }), resource, scope)
-    : createOtlpGrpcSpanExporter({ url: opts.endpoint, timeoutMillis: 30_000 }, resource, scope);
+  // tcpspan's path queues each span's protobuf bytes, as `tcpspan run` does; the SDK's queues spans
+  let exporter: BatchExporter<unknown>, prepare: (s: SpanData) => unknown;
+  if (opts.path === 'sdk') {
+    exporter = sdkPath(new OTLPTraceExporter({ url: opts.endpoint, timeoutMillis: 30_000 }), resource, scope) as BatchExporter<unknown>;
+    prepare = (s) => s;
+  } else {
+    const otlp = createOtlpGrpcSpanExporter({ url: opts.endpoint, timeoutMillis: 30_000 }, resource, scope);
+    exporter = otlp.exporter as BatchExporter<unknown>;
+    prepare = otlp.encode as (s: SpanData) => unknown;
+  }
   const queue = createSpanExportQueue(exporter, {
     maxQueueSize: MAX_QUEUE, maxExportBatchSize: BATCH, scheduledDelayMs: 200, exportTimeoutMs: 30_000,
     maxRetries: 5, retryInitialDelayMs: 100, log: (m) => process.stderr.write(`export-ceiling: ${m}\n`),
@@ -96,7 +103,7 @@ export async function exportCeiling(opts: { spans: number; endpoint: string; pat
   const held = (): number => { const s = queue.stats(); return s.queued + s.inFlight; };
 
   // warm-up outside the measurement: JIT, the gRPC connection
-  for (let i = 0; i < BATCH; i++) queue.add(connectionSpan(i));
+  for (let i = 0; i < BATCH; i++) queue.offer(() => prepare(connectionSpan(i)));
   await queue.forceFlush(30_000);
 
   const cpu0 = process.cpuUsage();
@@ -105,7 +112,7 @@ export async function exportCeiling(opts: { spans: number; endpoint: string; pat
   while (made < opts.spans) {
     while (held() + CHUNK > MAX_QUEUE) await queue.forceFlush(2);
     const end = Math.min(opts.spans, made + CHUNK);
-    for (; made < end; made++) queue.add(connectionSpan(BATCH + made));
+    for (; made < end; made++) queue.offer(() => prepare(connectionSpan(BATCH + made)));
     await new Promise<void>((r) => setImmediate(r));
   }
   await queue.forceFlush(120_000);

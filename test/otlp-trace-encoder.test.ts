@@ -65,4 +65,17 @@ describe('OTLP trace encoder', () => {
     // the encoder is reused: a second request does not carry the first's bytes
     assert.deepStrictEqual(decodeTraceRequest(encoder.encode([bare])), decodeTraceRequest(ProtobufTraceSerializer.serializeRequest([toReadableSpan(bare, RESOURCE, SCOPE)])!));
   });
+
+  it('should write the same request from spans encoded one by one, across slabs', () => {
+    const encoder = createTraceRequestEncoder(RESOURCE, SCOPE);
+    // enough spans to fill several slabs, some large
+    const spans = Array.from({ length: 600 }, (_, i) => span(i % 40, i % 97 === 0
+      ? { attributes: Object.fromEntries(Array.from({ length: 400 }, (_, k) => [`big.${k}`, 'w'.repeat(100)])) } : {}));
+    const pieces = spans.map((s) => encoder.encodeSpan(s));
+    const whole = encoder.encode(spans);
+    assert.deepStrictEqual(Buffer.from(encoder.encodeEncoded(pieces)), Buffer.from(whole));
+    // pieces stay valid after later spans were encoded
+    assert.deepStrictEqual(decodeTraceRequest(encoder.encodeEncoded(pieces.slice(0, 3))), decodeTraceRequest(encoder.encode(spans.slice(0, 3))));
+    assert.deepStrictEqual(decodeTraceRequest(encoder.encodeEncoded([])), []);
+  });
 });

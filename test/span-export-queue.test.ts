@@ -159,7 +159,11 @@ function many(n: number, from = 0): SpanData[] {
   });
 }
 
-const otlp = (url: string) => createOtlpGrpcSpanExporter({ url, timeoutMillis: 10_000 }, RESOURCE, SCOPE);
+/** tcpspan's OTLP gRPC exporter, encoding each batch's spans as it exports them. */
+function otlp(url: string): BatchExporter<SpanData> {
+  const e = createOtlpGrpcSpanExporter({ url, timeoutMillis: 10_000 }, RESOURCE, SCOPE);
+  return { export: (spans, cb) => e.exporter.export(spans.map(e.encode), cb), shutdown: () => e.exporter.shutdown() };
+}
 const cookies = (spans: ReceivedSpan[]): number[] => spans.map((s) => s.attributes['tcpspan.socket.cookie'] as number);
 const range = (from: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + i);
 

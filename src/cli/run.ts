@@ -40,11 +40,11 @@ async function runBridge(cfg: TcpspanConfig): Promise<number> {
   const queue = x.batch; // export.batch.* are the queue's options, key for key
   const sinks: SpanSink[] = [];
   if (tracesMode === 'otlp') {
-    const exporter = createOtlpGrpcSpanExporter({ url: x.tracesEndpoint, timeoutMillis: x.batch.exportTimeoutMs }, telemetry.resource, SCOPE);
-    sinks.push(createExporterSink('otlp', exporter, queue, say));
+    const otlp = createOtlpGrpcSpanExporter({ url: x.tracesEndpoint, timeoutMillis: x.batch.exportTimeoutMs }, telemetry.resource, SCOPE);
+    sinks.push(createExporterSink('otlp', otlp.exporter, otlp.encode, queue, say));
   }
   if (x.tracesFile) {
-    sinks.push(createExporterSink('file', createTracesFileExporter(x.tracesFile, telemetry.resource, SCOPE), queue, say));
+    sinks.push(createExporterSink('file', createTracesFileExporter(x.tracesFile, telemetry.resource, SCOPE), (s) => s, queue, say));
   }
   if (tracesMode === 'console') {
     // with OTLP/JSON on stdout, readable lines go to stderr

@@ -1,7 +1,7 @@
 // Connection spans over OTLP gRPC: the SDK's gRPC transport (endpoint, TLS, headers,
 // compression and OTEL_EXPORTER_OTLP_* variables exactly as OTLPTraceExporter reads
-// them), fed with requests that otlp-trace-encoder.ts writes straight from SpanData.
-import type { ExportResult } from '@opentelemetry/core';
+// them), fed with requests that otlp-trace-encoder.ts writes. Each span is encoded when
+// it is queued, so the queue holds bytes, not span objects.
 import type { InstrumentationScope } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
@@ -9,13 +9,7 @@ import { convertLegacyOtlpGrpcOptions, createOtlpGrpcExportDelegate } from '@ope
 import { ProtobufTraceSerializer, type IExportTraceServiceResponse, type ISerializer } from '@opentelemetry/otlp-transformer';
 import type { SpanData } from '../correlate/span-data.js';
 import { createTraceRequestEncoder } from './otlp-trace-encoder.js';
-
-/** What the export queue drives: SpanExporter's shape, over SpanData. */
-export interface ConnectionSpanExporter {
-  export(spans: SpanData[], resultCallback: (result: ExportResult) => void): void;
-  shutdown(): Promise<void>;
-  forceFlush?(): Promise<void>;
-}
+import type { BatchExporter } from './span-export-queue.js';
 
 export interface OtlpGrpcSpanExporterOptions {
   /** e.g. http://127.0.0.1:4317; the OTEL_EXPORTER_OTLP_* variables apply as for the SDK's exporter */
@@ -23,19 +17,26 @@ export interface OtlpGrpcSpanExporterOptions {
   timeoutMillis: number;
 }
 
+/** An exporter of encoded spans, and the encoding it takes. */
+export interface OtlpGrpcSpanExporter {
+  /** A span's protobuf bytes, to queue. */
+  encode(span: SpanData): Uint8Array;
+  readonly exporter: BatchExporter<Uint8Array>;
+}
+
 const GRPC_SERVICE = 'TraceExportService';
 const GRPC_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 
 export function createOtlpGrpcSpanExporter(opts: OtlpGrpcSpanExporterOptions, resource: Resource,
-                                           scope: InstrumentationScope): ConnectionSpanExporter {
+                                           scope: InstrumentationScope): OtlpGrpcSpanExporter {
   const encoder = createTraceRequestEncoder(resource, scope);
-  const serializer: ISerializer<SpanData[], IExportTraceServiceResponse> = {
-    serializeRequest: (spans) => encoder.encode(spans),
+  const serializer: ISerializer<Uint8Array[], IExportTraceServiceResponse> = {
+    serializeRequest: (spans) => encoder.encodeEncoded(spans),
     deserializeResponse: (data) => ProtobufTraceSerializer.deserializeResponse(data),
   };
   const delegate = createOtlpGrpcExportDelegate(
     convertLegacyOtlpGrpcOptions({ url: opts.url, timeoutMillis: opts.timeoutMillis }, 'TRACES'),
-    serializer, 'otlp_grpc_span_exporter', { name: 'span', countItems: (spans: SpanData[]) => spans.length },
+    serializer, 'otlp_grpc_span_exporter', { name: 'span', countItems: (spans: Uint8Array[]) => spans.length },
     undefined, GRPC_SERVICE, GRPC_PATH);
-  return new OTLPExporterBase<SpanData[]>(delegate);
+  return { encode: (span) => encoder.encodeSpan(span), exporter: new OTLPExporterBase<Uint8Array[]>(delegate) };
 }

@@ -64,6 +64,8 @@ export interface SpanExportQueueStats {
 export interface SpanExportQueue<T> {
   /** Queues a finished span; false (counted as queue_full) when full or shut down. Never throws. */
   add(span: T): boolean;
+  /** add(), building the item only once it is accepted (a refused span costs nothing more). */
+  offer(make: () => T): boolean;
   /**
    * Exports everything added before the call, without waiting for scheduledDelayMs.
    * Resolves when that is done (exported or dropped) or after `deadlineMs` milliseconds,
@@ -179,11 +181,23 @@ class BoundedSpanExportQueue<T> implements SpanExportQueue<T> {
   }
 
   add(span: T): boolean {
+    return this.offer(() => span);
+  }
+
+  offer(make: () => T): boolean {
     if (this._closed || this._queue.length + (this._batch?.length ?? 0) >= this._maxQueueSize) {
       this._drop(1, 'queue_full', this._closed ? 'the queue is shut down' : `maxQueueSize (${this._maxQueueSize}) reached`);
       return false;
     }
     if (this._burst.queue_full > 0) this._endBurst('queue_full');
+    let span: T;
+    try {
+      span = make();
+    } catch (error) {
+      // a span that cannot be prepared (encoded) is dropped like one that cannot be exported
+      this._drop(1, 'export_failed', `a span could not be prepared for export: ${describe(error)}`);
+      return false;
+    }
     this._queue.push(span);
     this._accepted++;
     if (!this._exporting && this._batch === undefined) this._schedule();

@@ -29,14 +29,18 @@ export function createConsoleSink(write: (text: string) => void): SpanSink {
   };
 }
 
-/** Spans to an exporter (OTLP gRPC, OTLP/JSON file) through a bounded, retrying queue. */
-export function createExporterSink(name: string, exporter: BatchExporter<SpanData>,
-                                   queue: Omit<SpanExportQueueOptions, 'log'>, log: (m: string) => void): SpanSink {
+/**
+ * Spans to an exporter (OTLP gRPC, OTLP/JSON file) through a bounded, retrying queue;
+ * `prepare` turns a span into what the queue holds (OTLP gRPC: its protobuf bytes).
+ */
+export function createExporterSink<T>(name: string, exporter: BatchExporter<T>, prepare: (span: SpanData) => T,
+                                      queue: Omit<SpanExportQueueOptions, 'log'>, log: (m: string) => void): SpanSink {
   const q = createSpanExportQueue(exporter, { ...queue, log: (m: string) => log(`${name}: ${m}`) });
   return {
     name,
     accept(_rec, span) {
-      q.add(span);
+      // a full queue refuses (counted) before the span is prepared
+      q.offer(() => prepare(span));
     },
     shutdown: (deadlineMs) => q.shutdown(deadlineMs),
     saturated: () => q.saturated(),
