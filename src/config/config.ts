@@ -200,7 +200,7 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
       maxExportBatchSize: int('Spans per export request at most; at most maxQueueSize.', 2048, { min: 1 }, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
       scheduledDelayMs: int('Milliseconds between two exports of a partial batch.', 200, { min: 0 }, 'OTEL_BSP_SCHEDULE_DELAY'),
       exportTimeoutMs: int('Milliseconds one export request may take.', 10000, { min: 1 }, 'OTEL_BSP_EXPORT_TIMEOUT'),
-      maxRetries: int('Retries of an export that failed with a retryable error.', 5, { min: 0 }),
+      maxRetries: int('Retries of an export that failed with a retryable error, with doubling delays from retryInitialDelayMs up to 30 s each (10: about 2.5 minutes of outage), while new spans queue up to maxQueueSize.', 10, { min: 0 }),
       retryInitialDelayMs: int('Milliseconds before the first retry of a failed export.', 500, { min: 1 }),
     },
     metricIntervalMs: int('Milliseconds between two metric exports.', 60000, { min: 100 }, 'OTEL_METRIC_EXPORT_INTERVAL'),
