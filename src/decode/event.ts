@@ -166,6 +166,11 @@ const wRetransSegs = W(C.retrans_segs), wRetransFailed = W(C.retrans_failed), wI
 const wIsnP = W(C.isn_peer), wPid = W(C.pid), wConnError = W(C.error), bTransState = C.trans_state.offset;
 const bFirstOld = C.first_oldstate.offset, bNTrans = C.n_trans.offset, wComm = W(C.comm), bComm = C.comm.offset;
 
+/** The 64-bit field at 32-bit word `i` (little-endian), as a Number: exact below 2^53. */
+function u64(u32: Uint32Array, i: number): number {
+  return u32[i]! + u32[i + 1]! * TWO32;
+}
+
 export const EVENT_SIZE = EVENT_LAYOUT.size;
 export const CONN_SIZE = CONN_LAYOUT.size;
 
@@ -187,8 +192,8 @@ export function recordSize(kind: number): number {
  */
 export function decodeEvent(m: RecordMemory, off: number, out: KernelEvent): void {
   const u32 = m.u32, u8 = m.u8, u16 = m.u16, w = off >> 2, h = off >> 1;
-  out.tsNs = u32[w + wTs]! + u32[w + wTs + 1]! * TWO32;
-  out.cookie = u32[w + wCookie]! + u32[w + wCookie + 1]! * TWO32;
+  out.tsNs = u64(u32, w + wTs);
+  out.cookie = u64(u32, w + wCookie);
   out.laddr0 = u32[w + wLaddr]!;
   out.laddr1 = u32[w + wLaddr + 1]!;
   out.laddr2 = u32[w + wLaddr + 2]!;
@@ -209,7 +214,7 @@ export function decodeEvent(m: RecordMemory, off: number, out: KernelEvent): voi
     decodeConn(m, off, out);
     return;
   }
-  out.lifeStartNs = u32[w + wLifeStart]! + u32[w + wLifeStart + 1]! * TWO32;
+  out.lifeStartNs = u64(u32, w + wLifeStart);
   out.life = u8[off + bLife]!;
   out.error = m.i32[w + wError]!;
   out.seq = u32[w + wSeq]!;
@@ -219,18 +224,18 @@ export function decodeEvent(m: RecordMemory, off: number, out: KernelEvent): voi
 
 function decodeConn(m: RecordMemory, off: number, out: KernelEvent): void {
   const u32 = m.u32, u8 = m.u8, w = off >> 2;
-  out.startNs = u32[w + wStart]! + u32[w + wStart + 1]! * TWO32;
+  out.startNs = u64(u32, w + wStart);
   const n = u8[off + bNTrans]!;
   out.nTrans = n;
   out.firstOldstate = u8[off + bFirstOld]!;
   const kept = n < MAX_TRANSITIONS ? n : MAX_TRANSITIONS;
   for (let i = 0; i < kept; i++) {
-    out.transNs[i] = u32[w + wTrans + 2 * i]! + u32[w + wTrans + 2 * i + 1]! * TWO32;
+    out.transNs[i] = u64(u32, w + wTrans + 2 * i);
     out.transState[i] = u8[off + bTransState + i]!;
   }
-  out.bytesAcked = u32[w + wAcked]! + u32[w + wAcked + 1]! * TWO32;
-  out.bytesReceived = u32[w + wRecv]! + u32[w + wRecv + 1]! * TWO32;
-  out.rttSumUs = u32[w + wRttSum]! + u32[w + wRttSum + 1]! * TWO32;
+  out.bytesAcked = u64(u32, w + wAcked);
+  out.bytesReceived = u64(u32, w + wRecv);
+  out.rttSumUs = u64(u32, w + wRttSum);
   out.rttCount = u32[w + wRttCount]!;
   out.rttMinUs = u32[w + wRttMin]!;
   out.rttMaxUs = u32[w + wRttMax]!;
