@@ -101,6 +101,25 @@ describe('kernel capture', function () {
     });
   }
 
+  it('should time a server end from its SYN-ACK without sock_ops: after the client\'s SYN, before its own SYN_RECV', async () => {
+    const server = await startServer(4, { reply: 1 });
+    session = await startCaptureSession({ ports: [server.port] }, false);
+    const client = await runClient('127.0.0.1', server.port, { send: 1, expect: 1 });
+    await session.waitFor((evs) => closes(evs) >= 2, 5000, 'both ends to close');
+    await server.close();
+    const evs = session.events;
+    const cClose = closeOf(evs, cookieOf(evs, (e) => e.lport === client.localPort, 'the client end'));
+    const sClose = closeOf(evs, cookieOf(evs, (e) => e.rport === client.localPort, 'the server end'));
+    assert.equal(sClose.flags & (EventFlag.SynRtt | EventFlag.SynSockops), EventFlag.SynRtt);
+    // ESTABLISHED minus the SYN-ACK's RTT sample: when the SYN-ACK left, after the client's SYN was sent
+    assert.ok(sClose.startNs > cClose.transNs[0]! && sClose.startNs < sClose.transNs[0]!,
+      `start ${sClose.startNs} between the client's SYN_SENT ${cClose.transNs[0]} and the server's SYN_RECV ${sClose.transNs[0]}`);
+    // exactly the RTT sample the Open record carries (the smoothed RTT at ESTABLISHED is that first sample)
+    const sOpen = openOf(evs, sClose.cookie);
+    assert.ok(sOpen.srttUs > 0);
+    assert.equal(sOpen.transNs[1]! - sClose.startNs, sOpen.srttUs * 1000);
+  });
+
   it('should show the reset and the error for a refused connection', async () => {
     const port = await closedPort(4);
     session = await startCaptureSession({ ports: [port] });

@@ -35,9 +35,9 @@ export function ownNetns(): number {
   return statSync('/proc/self/ns/net').ino;
 }
 
-export async function startCaptureSession(filter: Partial<FilterSpec> = {}): Promise<CaptureSession> {
+export async function startCaptureSession(filter: Partial<FilterSpec> = {}, synTiming = true): Promise<CaptureSession> {
   const capture = openCapture({
-    filter: { ...NO_FILTER, ...filter }, ringBytes: 8 << 20, synTiming: true,
+    filter: { ...NO_FILTER, ...filter }, ringBytes: 8 << 20, synTiming,
   });
   const events: CapturedEvent[] = [];
   const scratch = newKernelEvent();
