@@ -505,7 +505,7 @@ describe('real stack: the OpenTelemetry Collector and Jaeger built from Go modul
   });
 
   describe('a collector outage', () => {
-    it('should deliver every span exactly once after the collector was down for 20 s, and count what happened', async function () {
+    it('should deliver every span exactly once with a retry budget longer than a 20 s outage, and count exactly what the default budget loses', async function () {
       this.timeout(300_000);
       // Two tcpspan instances, each tracing its own server port: one with the default retry budget
       // (export.batch.maxRetries 5, first retry after 500 ms, doubling: about 15.5 s of backoff),
@@ -529,7 +529,9 @@ describe('real stack: the OpenTelemetry Collector and Jaeger built from Go modul
       const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
       await sleep(5_000);
-      // Stopped as `docker stop` and Kubernetes stop it (SIGTERM): it drains what it accepted into Jaeger.
+      // Stopped as `docker stop` and Kubernetes stop it (SIGTERM): it drains what it accepted into
+      // Jaeger. Killed with SIGKILL, it would lose what it had accepted but not yet forwarded (its
+      // batch processor holds up to 1 s of spans), which tcpspan has rightly counted as exported.
       const pid = stack!.pid('collector');
       process.kill(pid, 'SIGTERM');
       await eventually('the collector exited', 20_000, async () => { try { process.kill(pid, 0); return undefined; } catch { return true; } });
@@ -558,7 +560,11 @@ describe('real stack: the OpenTelemetry Collector and Jaeger built from Go modul
         const summary = /stopped: \d+ kernel events, (\d+) spans \(otlp (\d+)\), lost kernel events 0, spans dropped: (.*)/.exec(r.run.stderr());
         assert.ok(summary, r.run.stderr());
         const [, total, exported, dropped] = summary;
-        const spans = await spansInJaeger();
+        // the last spans, flushed at shutdown, take a moment through the collector's batch processor
+        const spans = await eventually(`${r.name}: the ${exported} spans tcpspan exported in Jaeger`, 20_000, async () => {
+          const now = await spansInJaeger();
+          return now.length >= Number(exported) ? now : undefined;
+        }).catch(() => spansInJaeger());
         const ids = spans.map((s) => s.spanID);
         assert.equal(new Set(ids).size, ids.length, `${r.name}: a span reached Jaeger twice`);
         assert.equal(Number(total), expected, `${r.name}: one span per connection end`);
