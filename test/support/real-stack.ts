@@ -2,7 +2,8 @@
 // their Go modules (scripts/build-stack) and run by scripts/stack, exactly as a user runs them,
 // on free loopback ports and with its own state directory so a user's stack on the default ports
 // is left alone. Plus a small client for Jaeger's HTTP query API (the one its UI uses).
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -45,11 +46,19 @@ export interface StackBinaries {
   jaeger: string;
 }
 
-/** Builds the collector and Jaeger when out of date (minutes the first time), and returns their paths. */
+/**
+ * Builds the collector and Jaeger when out of date (minutes the first time), and returns their
+ * paths. The build's progress lines go to this process's stderr, so a long first build shows.
+ */
 export async function buildStack(timeoutMs: number): Promise<StackBinaries> {
-  const r = await runCommand(BUILD_STACK, [], { timeoutMs });
-  if (r.code !== 0) throw new Error(`scripts/build-stack failed (exit ${r.code}):\n${r.stderr.trim()}`);
-  const [otelcol, jaeger] = r.stdout.trim().split('\n');
+  const child = spawn(BUILD_STACK, [], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+  const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`scripts/build-stack failed (${signal ? `killed by ${signal} after ${timeoutMs} ms` : `exit ${code}`}): see its messages above`);
+  const [otelcol, jaeger] = out.trim().split('\n');
   return { otelcol: otelcol!, jaeger: jaeger! };
 }
 
