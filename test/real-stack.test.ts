@@ -266,15 +266,16 @@ describe('real stack: the OpenTelemetry Collector and Jaeger built from Go modul
       const dir = tmp();
       const good = readFileSync(path.join(ROOT, 'otel-collector', 'config.yaml'), 'utf8');
       const router = collectorConfigs().find(([w]) => w.includes('tcpspan-router'))![1];
-      const broken: [string, string, RegExp][] = [
-        ['a misspelt key', good.replace('send_batch_size: 8192', 'send_batch_sise: 8192'), /send_batch_sise/],
-        ['a pipeline naming an exporter that is not defined', good.replace('exporters: [otlp_grpc/jaeger]', 'exporters: [otlp_grpc/tempo]'), /otlp_grpc\/tempo/],
-        ['a component this build does not have', good.replace('prometheus:\n    endpoint', 'prometheusremotewrite:\n    endpoint').replace('exporters: [prometheus]', 'exporters: [prometheusremotewrite]'), /prometheusremotewrite/],
+      const broken: [string, string, string, RegExp][] = [
+        ['a misspelt key', good, good.replace('send_batch_size: 8192', 'send_batch_sise: 8192'), /send_batch_sise/],
+        ['a pipeline naming an exporter that is not defined', good, good.replace('exporters: [otlp_grpc/jaeger]', 'exporters: [otlp_grpc/tempo]'), /otlp_grpc\/tempo/],
+        ['a component this build does not have', good,
+          good.replace('prometheus:\n    endpoint', 'prometheusremotewrite:\n    endpoint').replace('exporters: [prometheus]', 'exporters: [prometheusremotewrite]'), /prometheusremotewrite/],
         // the load_balancing DNS resolver takes the port as a string (deploy/kubernetes had a number)
-        ['a resolver port given as a number', router.replace(/port: "4317"/g, 'port: 4317'), /port/],
+        ['a resolver port given as a number', router, router.replace(/port: "4317"/g, 'port: 4317'), /'port' expected type 'string'/],
       ];
-      for (const [what, text, complaint] of broken) {
-        assert.notEqual(text, good, `${what}: the replacement did not apply`);
+      for (const [what, source, text, complaint] of broken) {
+        assert.notEqual(text, source, `${what}: the replacement did not apply`);
         const file = path.join(dir, 'broken.yaml');
         writeFileSync(file, text);
         const r = await runCommand(bins.otelcol, ['validate', `--config=${file}`], { env: { ...process.env, MY_POD_IP: '127.0.0.1' } });
