@@ -473,7 +473,7 @@ describe('observability stack', () => {
       const traces = router.cfg['service']['pipelines']['traces']['exporters'] as string[];
       for (const [id, lb] of lbs) {
         const dns = lb['resolver']['dns'];
-        const gw = serviceBehind(dns['hostname'], dns['port']);
+        const gw = serviceBehind(dns['hostname'], Number(dns['port']));
         assert.equal(gw.svc['spec']['clusterIP'], 'None', `${id}: the DNS resolver needs a headless Service (one A record per pod)`);
         if (traces.includes(id)) {
           assert.equal(lb['routing_key'], 'traceID');
