@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -189,5 +189,54 @@ describe('tcpspan run', function () {
     assert.equal(code, 2);
     assert.equal(err.trim().split('\n').length, 1, err);
     assert.match(err, /^tcpspan: config: filter\.ports/);
+  });
+
+  describe('--traces-file checked at start', () => {
+    let dir: string;
+    before(() => { dir = mkdtempSync(path.join(tmpdir(), 'tcpspan-tf-')); });
+    after(() => rmSync(dir, { recursive: true, force: true }));
+
+    /** `tcpspan run --traces-file file`: its exit code and stderr (it never gets to attach). */
+    async function refused(file: string, spawnAs: { uid?: number; gid?: number } = {}): Promise<{ code: number; err: string }> {
+      const child = spawn(process.execPath, [MAIN, 'run', '--traces-file', file], {
+        stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '' }, ...spawnAs,
+      });
+      let err = '';
+      child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+      const [code] = (await once(child, 'exit')) as [number];
+      return { code, err };
+    }
+
+    const head = (file: string) => `tcpspan: config: export.tracesFile = ${JSON.stringify(file)} (from --traces-file): cannot open it for appending (`;
+    const KINDS: [string, () => string, RegExp][] = [
+      ['a directory', () => dir, /\(EISDIR: .*\): it is a directory; name a file in it, e\.g\. .*\/traces\.jsonl, or '-' for stdout$/],
+      ['a missing directory', () => path.join(dir, 'missing', 'spans.jsonl'), /\(ENOENT: .*\): its directory .*\/missing does not exist; create it or choose another path, or '-' for stdout$/],
+      ['a file in /proc', () => '/proc/x', /\(ENOENT: .*\): \/proc cannot hold new files; choose another path, or '-' for stdout$/],
+      ['a path through a file', () => { writeFileSync(path.join(dir, 'plain'), ''); return path.join(dir, 'plain', 'spans.jsonl'); },
+        /\(ENOTDIR: .*\): a part of the path is not a directory; choose another path, or '-' for stdout$/],
+    ];
+    for (const [kind, file, reason] of KINDS) {
+      it(`should refuse ${kind} with one line and exit status 2`, async () => {
+        const f = file();
+        const { code, err } = await refused(f);
+        assert.equal(code, 2, err);
+        assert.equal(err.trim().split('\n').length, 1, err);
+        assert.ok(err.startsWith(head(f)), err);
+        assert.match(err.trim(), reason);
+      });
+    }
+
+    it('should refuse a path its user may not write to with one line and exit status 2', async function () {
+      if (process.getuid?.() !== 0) this.skip(); // runs tcpspan as nobody
+      chmodSync(dir, 0o755); // nobody may enter it, but not write in it
+      const sub = mkdtempSync(path.join(dir, 'locked-'));
+      chmodSync(sub, 0o755);
+      const f = path.join(sub, 'spans.jsonl');
+      const { code, err } = await refused(f, { uid: 65534, gid: 65534 });
+      assert.equal(code, 2, err);
+      assert.equal(err.trim().split('\n').length, 1, err);
+      assert.ok(err.startsWith(head(f)), err);
+      assert.match(err.trim(), /\(EACCES: permission denied\): tcpspan's user may not write there; grant it write access or choose another path, or '-' for stdout$/);
+    });
   });
 });

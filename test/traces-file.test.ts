@@ -3,11 +3,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { ExportResultCode, type ExportResult, type InstrumentationScope } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { toHrTime, type SpanData } from '../src/correlate/span-data.js';
-import type { BatchExporter } from '../src/export/span-export-queue.js';
-import { createTracesFileExporter } from '../src/export/traces-file.js';
+import { createSpanExportQueue, type BatchExporter } from '../src/export/span-export-queue.js';
+import { createTracesFileExporter, tracesFileProblem } from '../src/export/traces-file.js';
 
 const RESOURCE = resourceFromAttributes({ 'service.name': 'tcpspan-test', 'host.name': 'lab-1' });
 const SCOPE: InstrumentationScope = { name: 'tcpspan', version: '0.1.0' };
@@ -158,6 +159,96 @@ describe('TracesFileExporter', () => {
       const result = await exportNow(exporter, [CLIENT]);
       assert.equal(result.code, ExportResultCode.FAILED);
       assert.match(String(result.error?.message), /shut down/);
+    });
+  });
+
+  describe('a full disk', () => {
+    // a real 64 KiB tmpfs: writes fail with ENOSPC part way through a request
+    let mnt: string;
+    before(function () {
+      if (process.getuid?.() !== 0) this.skip(); // mounting needs root
+      mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpspan-full-'));
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tcpspan-test', mnt]);
+    });
+    afterEach(() => {
+      if (mnt !== undefined) for (const f of fs.readdirSync(mnt)) fs.rmSync(path.join(mnt, f)); // each test starts with an empty disk
+    });
+    after(() => {
+      if (mnt === undefined) return;
+      execFileSync('umount', [mnt]);
+      fs.rmSync(mnt, { recursive: true, force: true });
+    });
+
+    /** Spans per line, asserting the file is whole lines that each parse. */
+    function linesOf(file: string): number[] {
+      const text = fs.readFileSync(file, 'utf8');
+      if (text === '') return [];
+      assert.ok(text.endsWith('\n'), `the file ends in a partial line of ${text.length - text.lastIndexOf('\n') - 1} bytes`);
+      return text.slice(0, -1).split('\n').map((l, i) => {
+        const req = JSON.parse(l) as { resourceSpans: { scopeSpans: { spans: unknown[] }[] }[] };
+        assert.ok(req.resourceSpans.length > 0, `line ${i + 1}`);
+        return req.resourceSpans[0]!.scopeSpans[0]!.spans.length;
+      });
+    }
+
+    it('should leave whole lines only, and fail each request it could not write whole', async () => {
+      const file = path.join(mnt, 'direct.jsonl');
+      const exporter = createTracesFileExporter(file, RESOURCE, SCOPE);
+      let written = 0;
+      const failures: string[] = [];
+      // requests of growing size, so some fail part way and smaller ones still fit after
+      for (let i = 1; failures.length < 4 && i < 200; i++) {
+        const spans = Array.from({ length: (i % 7) * 5 + 1 }, (_, k) => (k % 2 ? SERVER : CLIENT));
+        const result = await exportNow(exporter, spans);
+        if (result.code === ExportResultCode.SUCCESS) written += spans.length;
+        else failures.push(String(result.error?.message));
+      }
+      await exporter.shutdown();
+      assert.equal(failures.length, 4, 'the disk never filled');
+      for (const f of failures) assert.match(f, /^cannot write traces file .*: ENOSPC/);
+      const lines = linesOf(file);
+      assert.equal(lines.reduce((a, b) => a + b, 0), written, 'every span reported written is in the file, and only those');
+    });
+
+    it('should count every span the export queue could not write as dropped, and glue no retry to a partial line', async () => {
+      const file = path.join(mnt, 'queued.jsonl');
+      const dropped: number[] = [];
+      const logs: string[] = [];
+      const queue = createSpanExportQueue(createTracesFileExporter(file, RESOURCE, SCOPE), {
+        maxQueueSize: 4096, maxExportBatchSize: 16, scheduledDelayMs: 1, exportTimeoutMs: 5000,
+        maxRetries: 2, retryInitialDelayMs: 2, onDropped: (n) => dropped.push(n), log: (m) => logs.push(m),
+      });
+      const total = 600;
+      for (let i = 0; i < total; i++) assert.ok(queue.add(i % 2 ? SERVER : CLIENT));
+      await queue.shutdown(20_000);
+      const stats = queue.stats();
+      const inFile = linesOf(file).reduce((a, b) => a + b, 0);
+      assert.equal(stats.exported, inFile, 'what the queue counts as exported is what the file holds');
+      assert.ok(stats.dropped.export_failed > 0, 'the disk never filled');
+      assert.equal(stats.exported + stats.dropped.export_failed, total, 'every span written or counted as dropped');
+      assert.equal(dropped.reduce((a, b) => a + b, 0), stats.dropped.export_failed);
+      assert.ok(stats.retries > 0);
+      assert.ok(logs.some((m) => /export failed \(cannot write traces file .*ENOSPC/.test(m)), logs.join('\n'));
+    });
+  });
+
+  describe('tracesFileProblem', () => {
+    it('should accept stdout, a new file and an existing one, creating the new one', () => {
+      assert.equal(tracesFileProblem('-'), undefined);
+      const file = path.join(dir, 'new.jsonl');
+      assert.equal(tracesFileProblem(file), undefined);
+      assert.ok(fs.existsSync(file));
+      assert.equal(tracesFileProblem(file), undefined);
+    });
+
+    it('should name the reason and the fix for each path it cannot append to', () => {
+      assert.equal(tracesFileProblem(dir),
+        `cannot open it for appending (EISDIR: illegal operation on a directory): it is a directory; name a file in it, e.g. ${dir}/traces.jsonl, or '-' for stdout`);
+      assert.equal(tracesFileProblem(path.join(dir, 'nope', 't.jsonl')),
+        `cannot open it for appending (ENOENT: no such file or directory): its directory ${dir}/nope does not exist; create it or choose another path, or '-' for stdout`);
+      assert.match(String(tracesFileProblem('/proc/x')), /^cannot open it for appending \(ENOENT: .*\): \/proc cannot hold new files; choose another path/);
+      fs.writeFileSync(path.join(dir, 'plain'), '');
+      assert.match(String(tracesFileProblem(path.join(dir, 'plain', 't.jsonl'))), /^cannot open it for appending \(ENOTDIR: .*\): a part of the path is not a directory/);
     });
   });
 });

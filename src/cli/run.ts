@@ -1,5 +1,5 @@
 // `tcpspan run`: every TCP connection becomes a span (console lines by default, OTLP when configured).
-import { loadConfig, resolveExporters, type TcpspanConfig } from '../config/config.js';
+import { loadConfig, resolveExporters, settingError, type TcpspanConfig } from '../config/config.js';
 import { parseFlags } from '../config/flags.js';
 import { usageText } from '../config/usage-text.js';
 import { buildFilter } from '../capture/filter.js';
@@ -10,7 +10,7 @@ import { createConsoleSink, createExporterSink, SCOPE } from '../pipeline/sinks.
 import type { SpanSink } from '../pipeline/bridge.js';
 import { createTelemetry } from '../export/telemetry.js';
 import { observeHealth } from '../export/bridge-metrics.js';
-import { createTracesFileExporter } from '../export/traces-file.js';
+import { createTracesFileExporter, tracesFileProblem } from '../export/traces-file.js';
 import { createOtlpGrpcSpanExporter } from '../export/otlp-grpc-span-exporter.js';
 import { onShutdownSignal } from './common.js';
 import { shutdownLine } from './shutdown-line.js';
@@ -25,6 +25,8 @@ export async function runRun(argv: string[]): Promise<number> {
   }
   // every bad value is refused here, before anything is attached
   const cfg = loadConfig(values);
+  const fileProblem = tracesFileProblem(cfg.export.tracesFile);
+  if (fileProblem !== undefined) throw settingError(cfg, 'export.tracesFile', fileProblem);
   return runBridge(cfg);
 }
 

@@ -192,7 +192,7 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
       format: 'tcpspan-url', default: '', env: 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT',
     },
     tracesFile: {
-      doc: "Also write spans as OTLP/JSON lines to this file ('-': stdout, '': no file).",
+      doc: "Also write spans as OTLP/JSON lines to this file ('-': stdout, '': no file); whole lines only, a failed write's spans counted as dropped; checked at start.",
       format: 'tcpspan-string', default: '',
     },
     batch: {
@@ -247,6 +247,18 @@ export function resolveExporters(x: TcpspanConfig['export']): { traces: 'otlp' |
   };
 }
 
+/** Where each loaded configuration's keys came from, for errors found after loading. */
+const SOURCES = new WeakMap<TcpspanConfig, (key: string) => string>();
+
+/**
+ * A ConfigError for a key of a loaded configuration, in loadConfig's form and naming where the
+ * value came from: for checks that need the machine (a path, a port), made before anything starts.
+ */
+export function settingError(cfg: TcpspanConfig, key: string, problem: string): ConfigError {
+  const source = SOURCES.get(cfg)?.(key) ?? 'default';
+  return new ConfigError(`config: ${key} = ${show(lookup(cfg, key))} (from ${source}): ${problem}`);
+}
+
 export function loadConfig(argv: ConfigArgv, env: NodeJS.ProcessEnv = process.env): TcpspanConfig {
   const fileSource = `--config ${argv.config}`;
   const file = argv.config === undefined ? {} : readConfigFile(argv.config);
@@ -287,7 +299,9 @@ export function loadConfig(argv: ConfigArgv, env: NodeJS.ProcessEnv = process.en
   const needs = 'expected an OTLP endpoint as well: set OTEL_EXPORTER_OTLP_ENDPOINT or --otlp-endpoint';
   if (x.traces === 'otlp' && !x.tracesEndpoint) fail('export.traces', x.traces, needs);
   if (x.metrics === 'otlp' && !x.metricsEndpoint) fail('export.metrics', x.metrics, needs);
-  return deepFreeze(cfg);
+  const frozen = deepFreeze(cfg);
+  SOURCES.set(frozen, sourceOf);
+  return frozen;
 }
 
 function readConfigFile(path: string): object {

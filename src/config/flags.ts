@@ -77,7 +77,8 @@ export const FLAGS = [
   {
     name: 'traces-file', value: 'PATH', commands: ['run'],
     help: 'also write spans as OTLP/JSON, one `ExportTraceServiceRequest` per line (the format of the ' +
-      "Collector's file exporter and `otlpjsonfile` receiver); `-` for stdout",
+      "Collector's file exporter and `otlpjsonfile` receiver); `-` for stdout. Whole lines only: a write that fails " +
+      'part way (a full disk) is cut off again, retried, then counted as dropped. A path it cannot append to is refused at start',
     sets: { keys: ['export.tracesFile'] },
   },
   {

@@ -1,6 +1,7 @@
 // Spans as OTLP/JSON lines: one ExportTraceServiceRequest per line, the format the
 // Collector's file exporter writes and its otlpjsonfile receiver reads.
 import fs from 'node:fs';
+import nodePath from 'node:path';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer';
 import type { InstrumentationScope } from '@opentelemetry/core';
@@ -13,9 +14,18 @@ const NEWLINE = Buffer.from('\n');
 
 /**
  * Appends to `path` ('-': stdout), creating it when missing. Write errors come back
- * as FAILED export results (the queue retries them), never as exceptions; a request
- * is written with one write call so lines stay whole. shutdown() closes the file
- * (stdout stays open).
+ * as FAILED export results (the queue retries them, then counts the spans as
+ * export_failed), never as exceptions.
+ *
+ * Whole lines or nothing: a request is one line written by one chain of write calls,
+ * and a write that fails part way (ENOSPC on a full disk, EIO, EFBIG) is undone by
+ * truncating the file back to its size before the write, so every line in the file
+ * parses and a retried request starts on a line of its own. Truncating back (rather
+ * than writing to a temporary file and renaming) keeps appends to a file other tools
+ * tail or rotate, and costs nothing on the good path but one fstat. It assumes tcpspan
+ * is the file's only writer. stdout cannot be truncated: there a partial line can stay.
+ *
+ * shutdown() closes the file (stdout stays open).
  */
 export function createTracesFileExporter(path: string | '-', resource: Resource, scope: InstrumentationScope): BatchExporter<SpanData> {
   return new TracesFileExporter(path, resource, scope);
@@ -29,6 +39,8 @@ class TracesFileExporter implements BatchExporter<SpanData> {
   /** the last write; writes are chained so requests keep their order */
   private _tail: Promise<void> = Promise.resolve();
   private _closed = false;
+  /** set while a failed write's partial line is still in the file: its size before that write */
+  private _repairTo: number | undefined;
   private readonly _write: Write;
   /** EPIPE and the like also come as 'error' events, which would crash the process unheard */
   private readonly _onStdoutError = (): void => undefined;
@@ -41,11 +53,7 @@ class TracesFileExporter implements BatchExporter<SpanData> {
         process.stdout.write(data, (err) => (err ? reject(err) : resolve()));
       });
     } else {
-      this._write = async (data) => {
-        const file = await (this._file ??= this._open());
-        // writeFile loops over partial writes; O_APPEND puts every request at the end
-        await file.writeFile(data);
-      };
+      this._write = (data) => this._append(data);
     }
   }
 
@@ -87,6 +95,34 @@ class TracesFileExporter implements BatchExporter<SpanData> {
     if (file !== undefined) await file.then((f) => f.close()).catch(() => undefined);
   }
 
+  /** One request, whole or not at all (writes are chained: one at a time). */
+  private async _append(data: Buffer): Promise<void> {
+    const file = await (this._file ??= this._open());
+    if (this._repairTo !== undefined) {
+      // the last failed write could not be undone: no new line may be glued to its remains
+      await this._truncate(file, this._repairTo);
+    }
+    const before = (await file.stat()).size;
+    try {
+      // writeFile loops over short writes; O_APPEND puts every request at the end
+      await file.writeFile(data);
+    } catch (err) {
+      await this._truncate(file, before).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Cuts the file back to `size` bytes; remembers to try again when that fails. */
+  private async _truncate(file: fs.promises.FileHandle, size: number): Promise<void> {
+    this._repairTo = size;
+    try {
+      await file.truncate(size);
+    } catch (err) {
+      throw new Error(`a partial line from an earlier failed write could not be removed (${(err as Error).message})`, { cause: err });
+    }
+    this._repairTo = undefined;
+  }
+
   private async _open(): Promise<fs.promises.FileHandle> {
     try {
       return await fs.promises.open(this._path, 'a');
@@ -96,3 +132,40 @@ class TracesFileExporter implements BatchExporter<SpanData> {
     }
   }
 }
+
+/**
+ * Why `path` cannot take OTLP/JSON lines, with the fix, or undefined when it can: opens it
+ * for appending (creating it, as the exporter would) and closes it again, so a path that
+ * would fail at the first export is refused at start instead. '-' (stdout) always can.
+ */
+export function tracesFileProblem(path: string): string | undefined {
+  if (path === '' || path === '-') return undefined;
+  let fd: number | undefined;
+  try {
+    // O_NONBLOCK: a FIFO without a reader fails (ENXIO) instead of blocking start-up
+    fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NONBLOCK, 0o644);
+    return undefined;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const dir = nodePath.dirname(nodePath.resolve(path));
+    const why = `cannot open it for appending (${e.code ?? 'error'}: ${e.message.replace(/^\w+: /, '').replace(/, open '.*'$/, '')})`;
+    let fix = FIXES[e.code ?? ''] ?? 'choose a writable file path';
+    if (e.code === 'EISDIR') fix = `it is a directory; name a file in it, e.g. ${nodePath.join(path, 'traces.jsonl')}`;
+    if (e.code === 'ENOENT') {
+      fix = fs.existsSync(dir) ? `${dir} cannot hold new files; choose another path`
+        : `its directory ${dir} does not exist; create it or choose another path`;
+    }
+    return `${why}: ${fix}, or '-' for stdout`;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+const FIXES: Record<string, string> = {
+  ENOTDIR: 'a part of the path is not a directory; choose another path',
+  EACCES: 'tcpspan\'s user may not write there; grant it write access or choose another path',
+  EPERM: 'tcpspan\'s user may not write there; grant it write access or choose another path',
+  EROFS: 'the file system is read-only; choose a path on a writable one',
+  ENXIO: 'it is a FIFO or device nobody reads; choose a regular file',
+  ENOSPC: 'the file system is full; free space or choose another path',
+};
