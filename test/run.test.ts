@@ -7,7 +7,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
-import { LOOPBACK, startServer, type Family, type TestServer } from './support/tcp.js';
+import { closedPort, LOOPBACK, startServer, type Family, type TestServer } from './support/tcp.js';
 import { ownNetns } from './support/capture-session.js';
 import { spawnUntilReady, type ReadyProcess } from './support/ready-process.js';
 
@@ -237,6 +237,86 @@ describe('tcpspan run', function () {
       assert.equal(err.trim().split('\n').length, 1, err);
       assert.ok(err.startsWith(head(f)), err);
       assert.match(err.trim(), /\(EACCES: permission denied\): tcpspan's user may not write there; grant it write access or choose another path, or '-' for stdout$/);
+    });
+  });
+
+  describe('health endpoints', () => {
+    const get = async (address: string, p: string): Promise<{ status: number; body: string }> => {
+      const res = await fetch(`http://${address}${p}`);
+      return { status: res.status, body: await res.text() };
+    };
+
+    it('should not be ready before the programs are attached, be ready after, and free the port at exit', async () => {
+      receiver = await startOtlpReceiver();
+      const address = `127.0.0.1:${await closedPort(4)}`;
+      // probe from the moment it starts: every answer before 'running:' may be 503, none after
+      const seen: { status: number; body: string }[] = [];
+      let probing = true;
+      const starting = startRun(['--otlp-endpoint', receiver.endpoint], { TCPSPAN_HEALTH_LISTEN: address });
+      const prober = (async () => {
+        while (probing) {
+          try {
+            seen.push(await get(address, '/readyz'));
+          } catch { /* not listening yet */ }
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      })();
+      run = await starting;
+      assert.match(run.stderr(), new RegExp(`; health on http://${address.replace(/\./g, '\\.')}; SIGINT`));
+      assert.deepEqual(await get(address, '/readyz'), { status: 200, body: 'ready\n' });
+      probing = false;
+      await prober;
+      for (const s of seen) {
+        assert.ok(s.status === 200 || (s.status === 503 && s.body === 'not ready: programs not attached yet\n'), JSON.stringify(s));
+      }
+      const firstReady = seen.findIndex((s) => s.status === 200);
+      assert.ok(seen.slice(firstReady === -1 ? seen.length : firstReady).every((s) => s.status === 200), 'never back to 503 once ready');
+      assert.deepEqual(await get(address, '/healthz'), { status: 200, body: 'ok\n' });
+
+      assert.equal(await run.stop(), 0);
+      // the port is free again
+      const again = net.createServer();
+      const [host, port] = address.split(':');
+      await new Promise<void>((resolve, reject) => { again.once('error', reject); again.listen(Number(port), host, resolve); });
+      await new Promise((r) => again.close(r));
+    });
+
+    it('should say not ready while span exports fail (collector down), and why', async () => {
+      server = await startServer(4, { reply: 3, closeDelayMs: 1 });
+      const address = `127.0.0.1:${await closedPort(4)}`;
+      const nobody = `http://127.0.0.1:${await closedPort(4)}`;
+      run = await startRun(['--port', String(server.port), '--otlp-endpoint', nobody], { TCPSPAN_HEALTH_LISTEN: address });
+      assert.equal((await get(address, '/readyz')).status, 200, 'no export needed yet');
+      await connectMany(4, server.port, 1); // spans to export
+      let r = await get(address, '/readyz');
+      const deadline = Date.now() + 10_000;
+      while (r.status === 200 && Date.now() < deadline) {
+        await new Promise((res) => setTimeout(res, 50));
+        r = await get(address, '/readyz');
+      }
+      assert.equal(r.status, 503);
+      assert.match(r.body, /^not ready: otlp export failing: 14 UNAVAILABLE: .*\n$/);
+      assert.ok(r.body.length < 220, r.body);
+      assert.equal((await get(address, '/healthz')).status, 200, 'alive all the same');
+      assert.equal(await run.stop(), 0);
+    });
+
+    it('should refuse an address it cannot listen on with one line and exit status 2', async () => {
+      const taken = net.createServer();
+      await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+      const address = `127.0.0.1:${(taken.address() as net.AddressInfo).port}`;
+      try {
+        const child = spawn(process.execPath, [MAIN, 'run'], {
+          stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '', TCPSPAN_HEALTH_LISTEN: address },
+        });
+        let err = '';
+        child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+        const [code] = (await once(child, 'exit')) as [number];
+        assert.equal(code, 2, err);
+        assert.equal(err, `tcpspan: config: health.listen = "${address}" (from TCPSPAN_HEALTH_LISTEN): cannot listen there (EADDRINUSE): another process listens there; choose a free port\n`);
+      } finally {
+        await new Promise((r) => taken.close(r));
+      }
     });
   });
 });

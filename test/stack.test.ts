@@ -13,7 +13,7 @@ import path from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { spawnUntilReady } from './support/ready-process.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedMetric } from './support/otlp-receiver.js';
-import { startServer, type TestServer } from './support/tcp.js';
+import { closedPort, startServer, type TestServer } from './support/tcp.js';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -26,6 +26,7 @@ const TCPSPAN_ENV = [
   'OTEL_SERVICE_NAME', 'OTEL_RESOURCE_ATTRIBUTES', 'OTEL_TRACES_EXPORTER', 'OTEL_METRICS_EXPORTER',
   'OTEL_BSP_MAX_QUEUE_SIZE', 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 'OTEL_BSP_SCHEDULE_DELAY', 'OTEL_BSP_EXPORT_TIMEOUT',
   'OTEL_METRIC_EXPORT_INTERVAL', 'TCPSPAN_PORTS', 'TCPSPAN_ADDRS', 'TCPSPAN_NETNS', 'TCPSPAN_RING_BUFFER_BYTES',
+  'TCPSPAN_HEALTH_LISTEN',
 ] as const;
 
 type InstrumentType = 'histogram' | 'counter' | 'updowncounter' | 'gauge';
@@ -484,6 +485,21 @@ describe('observability stack', () => {
       }
     });
 
+    it('should probe tcpspan on the address it serves /healthz and /readyz on, as compose does', () => {
+      const ctr = daemonSetContainer();
+      const env = Object.fromEntries((ctr['env'] as Yaml[]).map((e) => [e['name'], e['value']]));
+      const listen = env['TCPSPAN_HEALTH_LISTEN'] as string;
+      assert.equal(listen, composeEnv(tcpspanCompose())['TCPSPAN_HEALTH_LISTEN'], 'the same address in both deployments');
+      const [host, port] = listen.split(':');
+      assert.equal(host, '127.0.0.1', 'loopback: with hostNetwork the kubelet reaches it there');
+      assert.equal(daemonSet()['spec']['template']['spec']['hostNetwork'], true);
+      for (const [probe, path] of [['livenessProbe', '/healthz'], ['readinessProbe', '/readyz']] as const) {
+        assert.deepEqual(ctr[probe]?.['httpGet'], { host, port: Number(port), path }, probe);
+      }
+      const check = (tcpspanCompose()['healthcheck']['test'] as string[]).join(' ');
+      assert.ok(check.includes(`http://${listen}/readyz`), check);
+    });
+
     it('should pin every image and set resources on every container', () => {
       for (const o of k8sObjects().filter((x) => ['DaemonSet', 'Deployment'].includes(x['kind']))) {
         for (const c of o['spec']['template']['spec']['containers'] as Yaml[]) {
@@ -577,7 +593,13 @@ describe('docker-compose tcpspan service', function () {
     }
     receiver = await startOtlpReceiver();
     server = await startServer(4, { reply: 3, closeDelayMs: 1 });
-    run = await startAsCompose({ ...composeEnvironment, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, TCPSPAN_PORTS: String(server.port) });
+    // the health endpoints on a port free now, not the compose one (which this host may be using)
+    const health = `127.0.0.1:${await closedPort(4)}`;
+    assert.ok(composeEnvironment['TCPSPAN_HEALTH_LISTEN']);
+    run = await startAsCompose({
+      ...composeEnvironment, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, TCPSPAN_PORTS: String(server.port), TCPSPAN_HEALTH_LISTEN: health,
+    });
+    assert.equal((await fetch(`http://${health}/readyz`)).status, 200);
 
     const sock = net.connect(server.port, '127.0.0.1');
     await once(sock, 'connect');

@@ -6,13 +6,14 @@ import { buildFilter } from '../capture/filter.js';
 import { openCapture } from '../capture/probes.js';
 import { createClock } from '../decode/format.js';
 import { createBridge } from '../pipeline/bridge.js';
-import { createConsoleSink, createExporterSink, SCOPE } from '../pipeline/sinks.js';
+import { createConsoleSink, createExporterSink, SCOPE, type ExporterSink } from '../pipeline/sinks.js';
 import type { SpanSink } from '../pipeline/bridge.js';
 import { createTelemetry } from '../export/telemetry.js';
 import { observeHealth } from '../export/bridge-metrics.js';
 import { createTracesFileExporter, tracesFileProblem } from '../export/traces-file.js';
 import { createOtlpGrpcSpanExporter } from '../export/otlp-grpc-span-exporter.js';
 import { onShutdownSignal } from './common.js';
+import { startHealthServer, type HealthServer } from './health-server.js';
 import { shutdownLine } from './shutdown-line.js';
 
 const say = (m: string): void => { process.stderr.write(`tcpspan: ${m}\n`); };
@@ -30,7 +31,47 @@ export async function runRun(argv: string[]): Promise<number> {
   return runBridge(cfg);
 }
 
+type Phase = 'starting' | 'running' | 'stopping';
+
+/** /healthz and /readyz when health.listen is set; a listen error is a setting refused at start. */
+async function startHealth(cfg: TcpspanConfig, ready: () => string | undefined): Promise<HealthServer | undefined> {
+  if (!cfg.health.listen) return undefined;
+  try {
+    return await startHealthServer(cfg.health.listen, ready);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const fix = e.code === 'EADDRINUSE' ? 'another process listens there; choose a free port'
+      : e.code === 'EACCES' ? 'ports below 1024 need CAP_NET_BIND_SERVICE; choose a port from 1024'
+        : 'expected an address of this machine, such as 127.0.0.1:13134';
+    throw settingError(cfg, 'health.listen', `cannot listen there (${e.code ?? e.message}): ${fix}`);
+  }
+}
+
 async function runBridge(cfg: TcpspanConfig): Promise<number> {
+  let phase: Phase = 'starting';
+  const exporterSinks: ExporterSink[] = [];
+  const ready = (): string | undefined => {
+    if (phase === 'starting') return 'programs not attached yet';
+    if (phase === 'stopping') return 'shutting down';
+    for (const s of exporterSinks) {
+      const why = s.failing();
+      // the first line, cut short: gRPC errors run long
+      if (why !== undefined) return `${s.name} export failing: ${short(why)}`;
+    }
+    return undefined;
+  };
+  // first, so a bad address is refused before anything is attached
+  const health = await startHealth(cfg, ready);
+  try {
+    return await runPipeline(cfg, exporterSinks, (p) => { phase = p; }, health?.address);
+  } finally {
+    await health?.close(); // also when start-up fails: an open server would keep the process alive
+  }
+}
+
+/** Capture -> bridge -> sinks until SIGINT/SIGTERM; reports its phase and its exporter sinks for readiness. */
+async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], setPhase: (p: Phase) => void,
+                           healthAddress: string | undefined): Promise<number> {
   const x = cfg.export;
   const { traces: tracesMode, metrics: metricsMode } = resolveExporters(x);
   const telemetry = await createTelemetry({
@@ -43,11 +84,12 @@ async function runBridge(cfg: TcpspanConfig): Promise<number> {
   const sinks: SpanSink[] = [];
   if (tracesMode === 'otlp') {
     const otlp = createOtlpGrpcSpanExporter({ url: x.tracesEndpoint, timeoutMillis: x.batch.exportTimeoutMs }, telemetry.resource, SCOPE);
-    sinks.push(createExporterSink('otlp', otlp.exporter, otlp.encode, queue, say));
+    exporterSinks.push(createExporterSink('otlp', otlp.exporter, otlp.encode, queue, say));
   }
   if (x.tracesFile) {
-    sinks.push(createExporterSink('file', createTracesFileExporter(x.tracesFile, telemetry.resource, SCOPE), (s) => s, queue, say));
+    exporterSinks.push(createExporterSink('file', createTracesFileExporter(x.tracesFile, telemetry.resource, SCOPE), (s) => s, queue, say));
   }
+  sinks.push(...exporterSinks);
   if (tracesMode === 'console') {
     // with OTLP/JSON on stdout, readable lines go to stderr
     const out = x.tracesFile === '-' ? process.stderr : process.stdout;
@@ -73,12 +115,19 @@ async function runBridge(cfg: TcpspanConfig): Promise<number> {
   observeHealth(telemetry.meter, bridge.health);
   const stopped = new Promise<void>((resolve) => onShutdownSignal(resolve));
   bridge.start();
+  setPhase('running');
   say(`running: ${capture.programs.filter((p) => p.attached).length} programs attached; spans to ${sinks.map((s) => s.name).join(', ') || 'nowhere'}` +
-    `${metricsMode === 'otlp' ? `; metrics to ${x.metricsEndpoint}` : ''}; SIGINT or SIGTERM to stop`);
+    `${metricsMode === 'otlp' ? `; metrics to ${x.metricsEndpoint}` : ''}${healthAddress ? `; health on http://${healthAddress}` : ''}; SIGINT or SIGTERM to stop`);
   await stopped;
+  setPhase('stopping');
 
   const summary = await bridge.stop(x.shutdownTimeoutMs);
   await telemetry.shutdown();
   say(shutdownLine(summary, summary.kernelCounters));
   return 0;
+}
+
+function short(text: string, max = 160): string {
+  const line = text.split('\n')[0]!.trim();
+  return line.length > max ? `${line.slice(0, max - 3)}...` : line;
 }

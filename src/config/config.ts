@@ -38,6 +38,7 @@ export interface TcpspanConfig {
     readonly shutdownTimeoutMs: number;
   };
   readonly service: { readonly name: string };
+  readonly health: { readonly listen: string };
 }
 
 export type TracesExporter = 'auto' | 'otlp' | 'console' | 'none';
@@ -108,6 +109,13 @@ const FORMATS: Record<string, { validate(v: unknown, item: Item): void; coerce?(
     validate: (v) => expect(typeof v === 'string' && (v === '' || isHttpUrl(v)), "an http:// or https:// URL such as http://localhost:4317, or ''"),
     coerce: (s) => s.trim(),
   },
+  'tcpspan-listen': {
+    validate: (v) => {
+      expect(typeof v === 'string', "host:port such as 127.0.0.1:13134 or [::1]:13134, or ''");
+      if (v !== '') parseListen(v as string);
+    },
+    coerce: (s) => s.trim(),
+  },
   'tcpspan-ports': {
     validate: (v) => expect(Array.isArray(v) && v.length <= MAX_PORTS && v.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535),
       `a list of up to ${MAX_PORTS} ports, each from 1 to 65535`),
@@ -129,6 +137,14 @@ const FORMATS: Record<string, { validate(v: unknown, item: Item): void; coerce?(
   },
 };
 for (const [name, f] of Object.entries(FORMATS)) convict.addFormat({ name, validate: f.validate, ...(f.coerce && { coerce: f.coerce }) });
+
+/** Splits a `host:port` setting (IPv6 in brackets: `[::1]:13134`); throws "expected …" otherwise. */
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(listen);
+  const port = Number(m?.[3]);
+  if (!m || !(port >= 1 && port <= 65535)) throw new Error("expected host:port such as 127.0.0.1:13134 or [::1]:13134, or ''");
+  return { host: (m[1] ?? m[2])!, port };
+}
 
 function isHttpUrl(s: string): boolean {
   try {
@@ -210,6 +226,12 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
     name: {
       doc: 'service.name of the resource (other resource attributes come from OTEL_RESOURCE_ATTRIBUTES).',
       format: 'tcpspan-string', default: 'tcpspan', env: 'OTEL_SERVICE_NAME',
+    },
+  },
+  health: {
+    listen: {
+      doc: "host:port where `tcpspan run` serves /healthz (alive) and /readyz (attached and exporting), e.g. 127.0.0.1:13134 ('': off). Any host is accepted; keep it on loopback unless probes come from elsewhere.",
+      format: 'tcpspan-listen', default: '', env: 'TCPSPAN_HEALTH_LISTEN',
     },
   },
 };

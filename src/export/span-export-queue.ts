@@ -81,6 +81,11 @@ export interface SpanExportQueue<T> {
   stats(): SpanExportQueueStats;
   /** True while no full batch more would fit: the producer should slow down rather than make spans to refuse. */
   saturated(): boolean;
+  /**
+   * While export calls fail in a row, the last one's error; undefined before the first call and
+   * once a call succeeds. For readiness: it stays set until the next call (a retry or a new batch).
+   */
+  failing(): string | undefined;
 }
 
 export function createSpanExportQueue<T>(exporter: BatchExporter<T>, opts: SpanExportQueueOptions): SpanExportQueue<T> {
@@ -166,6 +171,8 @@ class BoundedSpanExportQueue<T> implements SpanExportQueue<T> {
   private readonly _burst: Record<SpanDropReason, number> = { queue_full: 0, export_failed: 0, shutdown_deadline: 0 };
   /** export calls failed in a row; the first is logged, and the recovery */
   private _failStreak = 0;
+  /** the last failed call's error while _failStreak > 0 */
+  private _lastError: string | undefined;
 
   constructor(exporter: BatchExporter<T>, opts: SpanExportQueueOptions) {
     this._exporter = exporter;
@@ -214,6 +221,10 @@ class BoundedSpanExportQueue<T> implements SpanExportQueue<T> {
 
   saturated(): boolean {
     return this._queue.length + (this._batch?.length ?? 0) + this._maxExportBatchSize > this._maxQueueSize;
+  }
+
+  failing(): string | undefined {
+    return this._failStreak > 0 ? this._lastError : undefined;
   }
 
   stats(): SpanExportQueueStats {
@@ -297,6 +308,7 @@ class BoundedSpanExportQueue<T> implements SpanExportQueue<T> {
     this._stats.failedCalls++;
     this._attempts++;
     const why = describe(result.error);
+    this._lastError = why;
     const permanent = isPermanent(result.error);
     if (this._failStreak++ === 0 && !permanent) {
       this._logMsg(`export failed (${why}); retrying a batch up to ${this._maxRetries} time(s) with backoff, queueing new spans meanwhile`);

@@ -29,12 +29,18 @@ export function createConsoleSink(write: (text: string) => void): SpanSink {
   };
 }
 
+/** A sink behind an export queue: it can tell whether its exporter is failing. */
+export interface ExporterSink extends SpanSink {
+  /** The last export call's error while calls fail in a row (for readiness); undefined otherwise. */
+  failing(): string | undefined;
+}
+
 /**
  * Spans to an exporter (OTLP gRPC, OTLP/JSON file) through a bounded, retrying queue;
  * `prepare` turns a span into what the queue holds (OTLP gRPC: its protobuf bytes).
  */
 export function createExporterSink<T>(name: string, exporter: BatchExporter<T>, prepare: (span: SpanData) => T,
-                                      queue: Omit<SpanExportQueueOptions, 'log'>, log: (m: string) => void): SpanSink {
+                                      queue: Omit<SpanExportQueueOptions, 'log'>, log: (m: string) => void): ExporterSink {
   const q = createSpanExportQueue(exporter, { ...queue, log: (m: string) => log(`${name}: ${m}`) });
   return {
     name,
@@ -44,6 +50,7 @@ export function createExporterSink<T>(name: string, exporter: BatchExporter<T>, 
     },
     shutdown: (deadlineMs) => q.shutdown(deadlineMs),
     saturated: () => q.saturated(),
+    failing: () => q.failing(),
     exported: () => q.stats().exported,
     dropped: () => q.stats().dropped,
   };
