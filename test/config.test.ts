@@ -228,6 +228,24 @@ describe('loadConfig', () => {
       assert.throws(() => loadConfig({ config: top }, {}), { message: `config: exporter.traces = "otlp" (from --config ${top}): unknown key; expected only the keys of config/default.json` });
     });
 
+    it('should refuse keys with dots and keys every object has as unknown, naming the file (found by fuzzing)', () => {
+      const unknown = 'unknown key; expected only the keys of config/default.json';
+      const dotted = writeConfig({ export: { 'batch.maxRetries': 2 } });
+      assert.throws(() => loadConfig({ config: dotted }, {}), { message: `config: export.batch.maxRetries = 2 (from --config ${dotted}): ${unknown}` });
+      const proto = writeConfig({ filter: { toString: 1 } });
+      assert.throws(() => loadConfig({ config: proto }, {}), { message: `config: filter.toString = 1 (from --config ${proto}): ${unknown}` });
+      const inherited = writeConfig({ constructor: {} });
+      assert.throws(() => loadConfig({ config: inherited }, {}), { message: `config: constructor = {} (from --config ${inherited}): ${unknown}` });
+    });
+
+    it('should keep a message with a line break in the value on one line, naming the key (found by fuzzing)', () => {
+      assert.throws(() => loadConfig({}, { TCPSPAN_ADDRS: '10.0.0.0/8,a\rb' }), (err: Error) => {
+        assert.doesNotMatch(err.message, /[\r\n]/);
+        assert.match(err.message, /^config: filter\.addrs = \["10\.0\.0\.0\/8","a\\rb"\] \(from TCPSPAN_ADDRS\): expected a list of up to 16 addresses or CIDRs/);
+        return true;
+      });
+    });
+
     it('should refuse a value where a group of keys belongs', () => {
       const file = writeConfig({ correlator: 5 });
       assert.throws(() => loadConfig({ config: file }, {}), {

@@ -58,6 +58,10 @@ describe('flags', () => {
       refuses('run', ['--port'], 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE', "Option '--port <value>' argument missing");
       refuses('doctor', ['--json=yes'], 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE', "Option '--json' does not take an argument");
       refuses('run', ['extra'], 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL', "Unexpected argument 'extra'. This command does not take positional arguments");
+      // found by test/config-fuzz.test.ts: parseArgs' own text runs over three lines here, and a value may hold \r
+      refuses('run', ['--addr', '--addr'], 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE',
+        "Option '--addr' argument is ambiguous. Did you forget to specify the option argument for '--addr'? To specify an option argument starting with a dash use '--addr=-XYZ'.");
+      refuses('run', ['a\rb'], 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL', "Unexpected argument 'a b'. This command does not take positional arguments");
     });
   });
 

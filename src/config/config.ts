@@ -129,7 +129,9 @@ const FORMATS: Record<string, { validate(v: unknown, item: Item): void; coerce?(
         try {
           parseCidr(a);
         } catch (err) {
-          throw new Error(`expected ${form} (${(err as Error).message})`);
+          // the value is shown before this already: a long one is cut here
+          const why = (err as Error).message;
+          throw new Error(`expected ${form} (${why.length > 160 ? `${why.slice(0, 157)}...` : why})`);
         }
       }
     },
@@ -297,11 +299,24 @@ export function loadConfig(argv: ConfigArgv, env: NodeJS.ProcessEnv = process.en
     throw new ConfigError(`config: ${key} = ${show(value)} (from ${sourceOf(key)}): ${problem}`);
   };
 
-  checkShape(file, SCHEMA, '', fail);
+  // the file's shape is the file's fault, whatever else sets the key
+  checkShape(file, SCHEMA, '', (key, value, problem) => {
+    throw new ConfigError(`config: ${key} = ${show(value)} (from ${fileSource}): ${problem}`);
+  });
   // args: [] so convict never reads process.argv; env: the checked environment, imported with our coercers
   const conf = convict(SCHEMA, { env: cleanEnv, args: [] });
   conf.load(file); // convict re-imports the environment over the file
   for (const [key, { value }] of flags) conf.set(key, value);
+  // each key by its own format, in schema order: the first bad one is named with its own value
+  // (parsing convict's report instead breaks on values that hold line breaks)
+  for (const { key, item } of LEAVES) {
+    const value: unknown = conf.get(key as never);
+    try {
+      FORMATS[item.format as string]!.validate(value, item);
+    } catch (err) {
+      fail(key, value, (err as Error).message);
+    }
+  }
   try {
     conf.validate({ allowed: 'strict' });
   } catch (err) {
@@ -370,11 +385,16 @@ function checkEnv(env: NodeJS.ProcessEnv): Record<string, string> {
  */
 function checkShape(obj: object, schema: object, prefix: string, fail: (k: string, v: unknown, p: string) => never): void {
   for (const [k, v] of Object.entries(obj)) {
-    const node = (schema as Record<string, object>)[k];
     const key = prefix + k;
-    if (node === undefined) continue; // unknown keys: convict's strict validation names them
-    const isGroup = !('default' in node);
+    // refused here, not left to convict: it reads 'a.b' as a path and 'toString' off the prototype
     const isObject = typeof v === 'object' && v !== null && !Array.isArray(v);
+    if (!Object.hasOwn(schema, k) || k.includes('.')) {
+      // an unknown group is named by its first key, as it would be written: exporter.traces
+      if (isObject && Object.keys(v).length > 0) checkShape(v, {}, `${key}.`, fail);
+      fail(key, v, 'unknown key; expected only the keys of config/default.json');
+    }
+    const node = (schema as Record<string, object>)[k]!;
+    const isGroup = !('default' in node);
     if (isGroup && !isObject) fail(key, v, `expected an object with keys ${Object.keys(node).join(', ')}`);
     if (isGroup) checkShape(v as object, node, `${key}.`, fail);
     else if (isObject) {
@@ -416,8 +436,9 @@ function show(v: unknown): string {
   return s.length > 120 ? `${s.slice(0, 117)}...` : s;
 }
 
+/** Line breaks of any kind (a value may hold \r or U+2028) become one space. */
 function oneLine(s: string): string {
-  return s.replace(/\s*\n\s*/g, ' ');
+  return s.replace(/\s*[\r\n\u2028\u2029]+\s*/g, ' ');
 }
 
 function deepFreeze<T>(o: T): T {

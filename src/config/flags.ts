@@ -124,7 +124,14 @@ export function parseFlags<C extends CommandName>(command: C, argv: string[]): {
   for (const f of flagsOf(command)) {
     options[f.name] = { type: f.value === undefined ? 'boolean' : 'string', ...(f.repeatable && { multiple: true }) };
   }
-  const { values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+  let values: ReturnType<typeof parseArgs>['values'];
+  try {
+    ({ values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false }));
+  } catch (err) {
+    // some of parseArgs' messages run over three lines ("... is ambiguous.\nDid you forget ..."): errors are one line here
+    if (err instanceof Error) err.message = err.message.replace(/\s*[\r\n\u2028\u2029]+\s*/g, ' ');
+    throw err;
+  }
   const given = Object.entries(values).filter(([name]) => name !== 'help');
   return { help: values['help'] === true, values: Object.fromEntries(given) as FlagValues<C> };
 }
