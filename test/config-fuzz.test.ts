@@ -25,7 +25,7 @@ function randomString(rng: Rng): string {
     () => `${rng.int(0, 9)}.${rng.int(0, 9)}`,
     () => rng.pick(['true', 'FALSE', 'yes', 'otlp', 'console', 'none', 'auto', 'zipkin', 'null', '[]', '{}']),
     () => rng.pick(['http://localhost:4317', 'https://c:4317', 'grpc://x', 'localhost:4317', 'http://', 'http://[::1]:4317']),
-    () => rng.pick(['127.0.0.1:13134', '[::1]:13134', ':80', '1.2.3.4:99999', 'host:0', 'a:b:c']),
+    () => rng.pick(['127.0.0.1:13135', '[::1]:13135', ':80', '1.2.3.4:99999', 'host:0', 'a:b:c']),
     () => rng.pick(['10.0.0.0/8', '::1', 'fd00::/64', '1.2.3.4/33', 'example.com', '10.0.0.0/8, ::1', '80,443', '80,,http']),
     () => rng.pick(['a\nb', 'tab\there', '\u0000', 'ñ', '\u2028', '"quoted"', "it's", '-', '--port', '$(id)']),
     () => rng.bytes(rng.int(1, 12)).toString('latin1'),

@@ -88,8 +88,8 @@ describe('loadConfig', () => {
     });
 
     it('should take health.listen from TCPSPAN_HEALTH_LISTEN, IPv6 in brackets', () => {
-      assert.equal(loadConfig({}, { TCPSPAN_HEALTH_LISTEN: ' 127.0.0.1:13134 ' }).health.listen, '127.0.0.1:13134');
-      assert.equal(loadConfig({}, { TCPSPAN_HEALTH_LISTEN: '[::1]:13134' }).health.listen, '[::1]:13134');
+      assert.equal(loadConfig({}, { TCPSPAN_HEALTH_LISTEN: ' 127.0.0.1:13135 ' }).health.listen, '127.0.0.1:13135');
+      assert.equal(loadConfig({}, { TCPSPAN_HEALTH_LISTEN: '[::1]:13135' }).health.listen, '[::1]:13135');
       assert.equal(loadConfig({}, {}).health.listen, '');
     });
 
@@ -111,7 +111,7 @@ describe('loadConfig', () => {
     const PORTS = /expected a list of up to 16 ports, each from 1 to 65535$/;
     const CIDRS = /expected a list of up to 16 addresses or CIDRs such as 10\.0\.0\.0\/8 or fd00::\/64/;
     const URL_FORM = /expected an http:\/\/ or https:\/\/ URL such as http:\/\/localhost:4317, or ''$/;
-    const LISTEN = /expected host:port such as 127\.0\.0\.1:13134 or \[::1\]:13134, or ''$/;
+    const LISTEN = /expected host:port such as 127\.0\.0\.1:13135 or \[::1\]:13135, or ''$/;
     const seventeen = Array.from({ length: 17 }, (_, i) => i + 1);
     // key, bad value, where it comes from, what the line must say after "(from …): "
     const CASES: [string, unknown, Source, RegExp][] = [
@@ -161,8 +161,8 @@ describe('loadConfig', () => {
       ['health.listen', 'localhost', 'env TCPSPAN_HEALTH_LISTEN', LISTEN],
       ['health.listen', '127.0.0.1:0', 'file', LISTEN],
       ['health.listen', '127.0.0.1:65536', 'env TCPSPAN_HEALTH_LISTEN', LISTEN],
-      ['health.listen', '::1:13134', 'file', LISTEN],
-      ['health.listen', 13134, 'file', LISTEN],
+      ['health.listen', '::1:13135', 'file', LISTEN],
+      ['health.listen', 13135, 'file', LISTEN],
     ];
 
     for (const [key, value, source, expected] of CASES) {

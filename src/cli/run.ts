@@ -42,7 +42,7 @@ async function startHealth(cfg: TcpspanConfig, ready: () => string | undefined):
     const e = err as NodeJS.ErrnoException;
     const fix = e.code === 'EADDRINUSE' ? 'another process listens there; choose a free port'
       : e.code === 'EACCES' ? 'ports below 1024 need CAP_NET_BIND_SERVICE; choose a port from 1024'
-        : 'expected an address of this machine, such as 127.0.0.1:13134';
+        : 'expected an address of this machine, such as 127.0.0.1:13135';
     throw settingError(cfg, 'health.listen', `cannot listen there (${e.code ?? e.message}): ${fix}`);
   }
 }

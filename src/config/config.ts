@@ -111,7 +111,7 @@ const FORMATS: Record<string, { validate(v: unknown, item: Item): void; coerce?(
   },
   'tcpspan-listen': {
     validate: (v) => {
-      expect(typeof v === 'string', "host:port such as 127.0.0.1:13134 or [::1]:13134, or ''");
+      expect(typeof v === 'string', "host:port such as 127.0.0.1:13135 or [::1]:13135, or ''");
       if (v !== '') parseListen(v as string);
     },
     coerce: (s) => s.trim(),
@@ -140,11 +140,11 @@ const FORMATS: Record<string, { validate(v: unknown, item: Item): void; coerce?(
 };
 for (const [name, f] of Object.entries(FORMATS)) convict.addFormat({ name, validate: f.validate, ...(f.coerce && { coerce: f.coerce }) });
 
-/** Splits a `host:port` setting (IPv6 in brackets: `[::1]:13134`); throws "expected …" otherwise. */
+/** Splits a `host:port` setting (IPv6 in brackets: `[::1]:13135`); throws "expected …" otherwise. */
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(listen);
   const port = Number(m?.[3]);
-  if (!m || !(port >= 1 && port <= 65535)) throw new Error("expected host:port such as 127.0.0.1:13134 or [::1]:13134, or ''");
+  if (!m || !(port >= 1 && port <= 65535)) throw new Error("expected host:port such as 127.0.0.1:13135 or [::1]:13135, or ''");
   return { host: (m[1] ?? m[2])!, port };
 }
 
@@ -232,7 +232,7 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
   },
   health: {
     listen: {
-      doc: "host:port where `tcpspan run` serves /healthz (alive) and /readyz (attached and exporting), e.g. 127.0.0.1:13134 ('': off). Any host is accepted; keep it on loopback unless probes come from elsewhere.",
+      doc: "host:port where `tcpspan run` serves /healthz (alive) and /readyz (attached and exporting), e.g. 127.0.0.1:13135 ('': off). Any host is accepted; keep it on loopback unless probes come from elsewhere.",
       format: 'tcpspan-listen', default: '', env: 'TCPSPAN_HEALTH_LISTEN',
     },
   },
