@@ -288,6 +288,18 @@ describe('SpanExportQueue', () => {
       assert.match(log[1]!, /recovered after 3 failed call/);
     });
 
+    it('should say it is failing from the first failed call until a call succeeds (readiness)', async () => {
+      const r = await receiver({ failFirst: 2, failWith: grpc.status.UNAVAILABLE });
+      const { q } = queue(otlp(r.endpoint), { retryInitialDelayMs: 100 });
+      assert.equal(q.failing(), undefined, 'no call yet');
+      for (const d of many(5)) q.add(d);
+      await until(() => q.stats().failedCalls === 1);
+      assert.match(String(q.failing()), /UNAVAILABLE/);
+      await q.forceFlush(10_000);
+      assert.equal(q.stats().exported, 5);
+      assert.equal(q.failing(), undefined, 'recovered');
+    });
+
     it('should keep accepting spans while a batch waits for its retry', async () => {
       const r = await receiver({ failFirst: 2 });
       const { q } = queue(otlp(r.endpoint), { retryInitialDelayMs: 200, maxExportBatchSize: 10 });

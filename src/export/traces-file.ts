@@ -143,7 +143,7 @@ export function tracesFileProblem(path: string): string | undefined {
   let fd: number | undefined;
   try {
     // O_NONBLOCK: a FIFO without a reader fails (ENXIO) instead of blocking start-up
-    fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NONBLOCK, 0o644);
+    fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NONBLOCK, 0o666);
     return undefined;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
