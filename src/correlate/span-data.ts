@@ -188,8 +188,3 @@ function errorMessage(rec: ConnectionRecord): string {
 export function toHrTime(unixNano: bigint): HrTime {
   return [Number(unixNano / 1_000_000_000n), Number(unixNano % 1_000_000_000n)];
 }
-
-/** HrTime as Unix-epoch nanoseconds. */
-export function hrTimeToBigInt(t: HrTime): bigint {
-  return BigInt(t[0]) * 1_000_000_000n + BigInt(t[1]);
-}

@@ -37,10 +37,6 @@ export function retransmitCode(state: number, tcpFlags: number, error: number): 
 /** A SYN-ACK retransmit (of the request socket, before this server end existed). */
 export const SYNACK_RETRANSMIT_CODE = EventKind.Retransmit | (S.SYN_RECV << 3) | (RT_SYN_ACK << 8);
 
-export function codeKind(code: number): number {
-  return code & 7;
-}
-
 function retransmitType(tcpFlags: number): number {
   if ((tcpFlags & TCP_SYN) !== 0) return (tcpFlags & TCP_ACK) !== 0 ? RT_SYN_ACK : RT_SYN;
   return (tcpFlags & TCP_FIN) !== 0 ? RT_FIN : RT_DATA;

@@ -174,11 +174,6 @@ function u64(u32: Uint32Array, i: number): number {
 export const EVENT_SIZE = EVENT_LAYOUT.size;
 export const CONN_SIZE = CONN_LAYOUT.size;
 
-/** The record kind at byte offset `off`, before decoding it. */
-export function recordKind(m: RecordMemory, off: number): number {
-  return m.u8[off + bKind]!;
-}
-
 /** The size a record of this kind must have at least; 0 for a kind this version does not know. */
 export function recordSize(kind: number): number {
   if (isConnRecord(kind)) return CONN_SIZE;
