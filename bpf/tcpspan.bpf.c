@@ -592,8 +592,9 @@ static __always_inline struct tcpspan_event *socket_event(const struct sock *sk,
 	e->state = state;
 	e->cookie = cookie;
 	if (si) {
-		e->life_start_ns = si->c.start_ns;
 		e->life = life_of(&si->c);
+		/* a server's start_ns moves to the SYN at ESTABLISHED: its first transition does not */
+		e->life_start_ns = e->life == TCPSPAN_LIFE_MIDWAY ? si->c.start_ns : si->c.trans_ns[0];
 	} else {
 		e->flags = TCPSPAN_F_UNTRACKED;
 	}

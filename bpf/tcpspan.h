@@ -93,7 +93,8 @@ enum tcpspan_life {
 /* A rare event of a socket: retransmit, reset, error. */
 struct tcpspan_event {
 	TCPSPAN_HEAD;
-	__u64 life_start_ns;   /* the socket's life: its start_ns (0 without a life) */
+	__u64 life_start_ns;   /* when the socket's life began: its first transition, or its first sight when
+	                          open before tcpspan started; never moves (0 without a life) */
 	__s32 error;           /* ERROR: sk_err; RETRANSMIT: the transmit's result */
 	__u32 seq;             /* RETRANSMIT: first sequence number of the segment */
 	__u16 segs;            /* RETRANSMIT: segments in the retransmitted skb */

@@ -526,6 +526,23 @@ describe('Correlator', () => {
       assert.deepEqual(c.stats(), idle(1));
     });
 
+    it('should attach them to a server end whose first record was a rare event', () => {
+      const e = new Endpoint({ cookie: 911, local: '10.0.0.2', lport: 80, peer: '10.0.0.9', rport: 50200 });
+      const { c, out } = run([
+        e.synAckRetransmit(ms(1000)),
+        e.state(ms(1001), S.LISTEN, S.SYN_RECV, { synNs: ms(0) }),
+        // a reset before ESTABLISHED: the rare event comes before the end's first connection record
+        e.resetReceived(ms(1001) + 500, S.SYN_RECV),
+        e.state(ms(1002), S.SYN_RECV, S.ESTABLISHED, { synNs: ms(0) }, isn(11, 12)),
+        e.state(ms(1003), S.ESTABLISHED, S.CLOSE, { error: 104 }),
+      ]);
+      assert.equal(out.length, 1);
+      assert.equal(out[0]!.retransmits, 1);
+      assert.deepEqual(out[0]!.events.map((x) => x.name),
+        ['tcp.retransmit', 'tcp.state_change', 'tcp.reset_received', 'tcp.state_change', 'tcp.state_change']);
+      assert.deepEqual(c.stats(), idle(1));
+    });
+
     it('should push the stalest tuple out when the pending map is full', () => {
       const { c } = setup({ maxPendingSynAcks: 2 });
       const tuple = (rport: number) => new Endpoint({ cookie: 0, local: '10.0.0.2', lport: 80, peer: '10.0.0.9', rport });

@@ -46,8 +46,8 @@ export class Conn {
   flags = 0;
   /** LifeFact bits from rare events (resets) */
   facts = 0;
-  /** the kernel's start of this life (its identity: a different one is a new life) */
-  lifeStartNs = 0;
+  /** when the kernel's life of this end began (its identity: a different one is a new life; see lifeBegin) */
+  lifeBeginNs = 0;
   startNs: number;
   estNs = 0;
   endNs = 0;
@@ -98,17 +98,12 @@ export class Conn {
       this.startNs = e.startNs;
       return;
     }
-    // a rare event first: the kernel says what the socket's life is
-    this.lifeStartNs = e.lifeStartNs;
+    // a rare event first: the kernel says what the socket's life is (its start comes with the life's record)
+    this.lifeBeginNs = e.lifeStartNs;
     this.startNs = e.lifeStartNs > 0 ? e.lifeStartNs : e.tsNs;
     if (e.life === Life.Client) this.kind = CLIENT;
     else if (e.life === Life.Server) this.kind = SERVER;
     else this.flags |= F_OPEN_BEFORE_START;
-  }
-
-  /** The state of the latest transition known, or -1. */
-  lastState(): number {
-    return this.trans.length > 0 ? (this.trans[this.trans.length - 3]! >> 3) & 0x1f : -1;
   }
 
   /** The state the latest transition left. */
@@ -119,8 +114,17 @@ export class Conn {
   }
 }
 
+/**
+ * When a connection record's life began, as rare events report it (life_start_ns): its first
+ * transition, or for a life first seen mid-connection, that first sight. Unlike start_ns,
+ * which a server's life moves to the SYN at ESTABLISHED, it never changes.
+ */
+export function lifeBegin(e: KernelEvent): number {
+  return lifeKind(e) === UNKNOWN ? e.startNs : e.transNs[0]!;
+}
+
 /** The kind of end a life is, from its first transition. */
-export function lifeKind(e: KernelEvent): number {
+function lifeKind(e: KernelEvent): number {
   if (e.nTrans === 0) return UNKNOWN;
   const first = e.transState[0]!;
   if (e.firstOldstate === S.CLOSE && first === S.SYN_SENT) return CLIENT;
@@ -140,7 +144,7 @@ export function applyLife(c: Conn, e: KernelEvent): void {
   if (first) {
     c.flags &= ~F_OPEN_BEFORE_START;
     c.kind = lifeKind(e);
-    c.lifeStartNs = e.startNs;
+    c.lifeBeginNs = lifeBegin(e);
     // a rare event may have come first: for a known start the kernel's is exact, else the first sight wins
     if (c.kind === UNKNOWN) {
       c.startNs = Math.min(c.startNs, e.startNs);
@@ -237,9 +241,15 @@ export function applyRare(c: Conn, e: KernelEvent, maxEvents: number): boolean {
   }
 }
 
-/** SYN-ACK retransmits of this server end's tuple, from before its socket existed. */
+/**
+ * SYN-ACK retransmits of this server end's tuple, from before its socket existed: they
+ * go before the end's own rare events, which the time order of span events relies on.
+ */
 export function attachSynAcks(c: Conn, p: PendingSynAck, maxEvents: number): number {
   c.synAckRetrans += p.count;
+  const own = c.events;
+  c.events = [];
+  c.nEvents = 0;
   let cut = 0;
   for (const t of p.times) {
     if (t < c.startNs) c.startNs = t; // the SYN's arrival was not recorded
@@ -248,6 +258,10 @@ export function attachSynAcks(c: Conn, p: PendingSynAck, maxEvents: number): num
   // retransmits beyond the stored times were cut like any other span event
   for (let i = p.times.length; i < p.count; i++) {
     if (!record(c, SYNACK_RETRANSMIT_CODE, p.lastNs, 1, maxEvents)) cut++;
+  }
+  // the end's own events keep their place after them, within the cap
+  for (let i = 0; i < own.length; i += 3) {
+    if (!record(c, own[i]!, own[i + 1]!, own[i + 2]!, maxEvents)) cut++;
   }
   return cut;
 }

@@ -21,7 +21,7 @@
 import { EventKind, isConnRecord, Life, TcpState, type KernelEvent } from '../decode/event.js';
 import { mayHaveTrailingEvents } from './close-rules.js';
 import {
-  applyLife, applyRare, attachSynAcks, CLOSED, Conn, DONE, F_EVICTED, F_INCOMPLETE, F_LOSS, F_LOSS_SUSPECT, OPEN,
+  applyLife, applyRare, attachSynAcks, CLOSED, Conn, lifeBegin, DONE, F_EVICTED, F_HAS_LIFE, F_INCOMPLETE, F_LOSS, F_LOSS_SUSPECT, OPEN,
   SERVER,
 } from './conn.js';
 import type { ConnectionRecord } from './connection-record.js';
@@ -174,14 +174,15 @@ class CorrelatorImpl implements Correlator {
   /** An Open or Close record: the end's life so far. */
   private _onLife(e: KernelEvent): void {
     let c = this._conns.get(e.cookie);
-    if (c === undefined && this._evictedLives.size > 0 && this._wasEvicted(e.cookie, e.startNs)) return;
-    if (c !== undefined && c.lifeStartNs !== 0 && c.lifeStartNs !== e.startNs) {
+    const begin = lifeBegin(e);
+    if (c === undefined && this._evictedLives.size > 0 && this._wasEvicted(e.cookie, begin)) return;
+    if (c !== undefined && c.lifeBeginNs !== 0 && c.lifeBeginNs !== begin) {
       this._endPreviousLife(c);
       c = undefined;
     }
     const tracked = c !== undefined;
     if (c === undefined) c = new Conn(e);
-    const hadLife = c.lifeStartNs !== 0;
+    const hadLife = (c.flags & F_HAS_LIFE) !== 0;
     applyLife(c, e);
     if (!hadLife && c.kind === SERVER) this._attachSynAcks(c, e);
 
@@ -201,7 +202,7 @@ class CorrelatorImpl implements Correlator {
 
   private _onRare(e: KernelEvent): void {
     let c = this._conns.get(e.cookie);
-    if (c !== undefined && e.life !== Life.None && c.lifeStartNs !== 0 && c.lifeStartNs !== e.lifeStartNs) {
+    if (c !== undefined && e.life !== Life.None && c.lifeBeginNs !== 0 && c.lifeBeginNs !== e.lifeStartNs) {
       this._endPreviousLife(c);
       c = undefined;
     }
@@ -237,9 +238,9 @@ class CorrelatorImpl implements Correlator {
   }
 
   /** A record of an end emitted as evicted: counted, so the end is not emitted twice. */
-  private _wasEvicted(cookie: number, lifeStartNs: number): boolean {
+  private _wasEvicted(cookie: number, lifeBeginNs: number): boolean {
     const life = this._evictedLives.get(cookie);
-    if (life === undefined || life !== lifeStartNs) return false; // not evicted, or a later life of that socket
+    if (life === undefined || life !== lifeBeginNs) return false; // not evicted, or a later life of that socket
     this._dropped.evicted++;
     return true;
   }
@@ -250,7 +251,7 @@ class CorrelatorImpl implements Correlator {
     if (old >= 0) this._evictedLives.delete(old);
     ring[this._evictedAt] = c.cookie;
     this._evictedAt = (this._evictedAt + 1) % ring.length;
-    this._evictedLives.set(c.cookie, c.lifeStartNs);
+    this._evictedLives.set(c.cookie, c.lifeBeginNs);
   }
 
   private _attachSynAcks(c: Conn, e: KernelEvent): void {

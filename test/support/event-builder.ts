@@ -245,7 +245,7 @@ export function simulateKernel(steps: readonly KernelStep[], storage: SocketStor
         e.life = Life.None;
       } else {
         const r = life.rec;
-        e.lifeStartNs = r.startNs;
+        e.lifeStartNs = lifeOf(r) === Life.Midway ? r.startNs : r.transNs[0]!;
         e.life = lifeOf(r);
         if (e.lport === 0 && r.lport !== 0) { e.lport = r.lport; e.rport = r.rport; }
         if (s.kind === StepKind.Retransmit) {
