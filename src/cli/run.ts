@@ -1,5 +1,5 @@
 // `tcpspan run`: every TCP connection becomes a span (console lines by default, OTLP when configured).
-import { loadConfig, resolveExporters, settingError, type TcpspanConfig } from '../config/config.js';
+import { ConfigError, loadConfig, resolveExporters, settingError, type TcpspanConfig } from '../config/config.js';
 import { parseFlags } from '../config/flags.js';
 import { usageText } from '../config/usage-text.js';
 import { buildFilter } from '../capture/filter.js';
@@ -12,6 +12,7 @@ import { createTelemetry } from '../export/telemetry.js';
 import { observeHealth } from '../export/bridge-metrics.js';
 import { createTracesFileExporter, tracesFileProblem } from '../export/traces-file.js';
 import { createOtlpGrpcSpanExporter } from '../export/otlp-grpc-span-exporter.js';
+import { otlpTlsProblem, type OtlpSignal } from '../export/otlp-tls.js';
 import { onShutdownSignal } from './common.js';
 import { startHealthServer, type HealthServer } from './health-server.js';
 import { shutdownLine } from './shutdown-line.js';
@@ -28,7 +29,23 @@ export async function runRun(argv: string[]): Promise<number> {
   const cfg = loadConfig(values);
   const fileProblem = tracesFileProblem(cfg.export.tracesFile);
   if (fileProblem !== undefined) throw settingError(cfg, 'export.tracesFile', fileProblem);
+  checkOtlpTls(cfg);
   return runBridge(cfg);
+}
+
+/** The OTLP exporters' certificate and key files, read and parsed now rather than failing every export later. */
+function checkOtlpTls(cfg: TcpspanConfig): void {
+  const modes = resolveExporters(cfg.export);
+  const signals: [OtlpSignal, boolean, string][] = [
+    ['TRACES', modes.traces === 'otlp', cfg.export.tracesEndpoint],
+    ['METRICS', modes.metrics === 'otlp', cfg.export.metricsEndpoint],
+  ];
+  for (const [signal, on, url] of signals) {
+    if (!on) continue;
+    const { error, warning } = otlpTlsProblem(signal, url);
+    if (error !== undefined) throw new ConfigError(`export: ${error}`);
+    if (warning !== undefined) say(`warning: ${warning}`);
+  }
 }
 
 type Phase = 'starting' | 'running' | 'stopping';

@@ -114,10 +114,12 @@ export interface OtlpReceiverOptions {
   failWith?: grpc.status;
   /** Hold every call this long before answering (and recording), like a slow collector. */
   delayMs?: number;
+  /** Serve TLS with this key and certificate (PEM); with `clientCa`, require client certificates it signed. */
+  tls?: { key: Buffer; cert: Buffer; clientCa?: Buffer };
 }
 
 export interface OtlpReceiver {
-  /** 'http://127.0.0.1:PORT': the http scheme tells the OTLP exporters to use insecure credentials. */
+  /** 'http://127.0.0.1:PORT' ('https://localhost:PORT' with opts.tls): the scheme tells the OTLP exporters which credentials to use. */
   readonly endpoint: string;
   readonly port: number;
   /** A snapshot; the receiver keeps counting. */
@@ -400,7 +402,7 @@ class Receiver implements OtlpReceiver {
   private closing: Promise<void> | undefined;
 
   constructor(private readonly server: grpc.Server, readonly port: number, private readonly opts: OtlpReceiverOptions) {
-    this.endpoint = `http://127.0.0.1:${port}`;
+    this.endpoint = opts.tls ? `https://localhost:${port}` : `http://127.0.0.1:${port}`;
     this.failuresLeft = opts.failFirst ?? 0;
   }
 
@@ -495,9 +497,12 @@ function decoderFor<W>(serviceName: string, keep: (wire: W) => void): Decoder {
   };
 }
 
-function bind(server: grpc.Server): Promise<number> {
+function bind(server: grpc.Server, tls: OtlpReceiverOptions['tls']): Promise<number> {
+  const creds = tls
+    ? grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.clientCa !== undefined)
+    : grpc.ServerCredentials.createInsecure();
   return new Promise((resolve, reject) => {
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(),
+    server.bindAsync('127.0.0.1:0', creds,
       (err, port) => (err ? reject(err) : resolve(port)));
   });
 }
@@ -505,7 +510,7 @@ function bind(server: grpc.Server): Promise<number> {
 /** Starts a receiver on an ephemeral port of 127.0.0.1. */
 export async function startOtlpReceiver(opts: OtlpReceiverOptions = {}): Promise<OtlpReceiver> {
   const server = new grpc.Server();
-  const port = await bind(server);
+  const port = await bind(server, opts.tls);
   const r = new Receiver(server, port, opts);
   server.addService(exportMethod(TRACE_SERVICE),
     { Export: r.handler('trace', decoderFor<WireTraceRequest>(TRACE_SERVICE, (w) => r.storeSpans(flattenTrace(w)))) });
