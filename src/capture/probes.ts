@@ -5,6 +5,7 @@
 import { existsSync, closeSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { captureLibbpfLog, libbpf, takeLibbpfLog, type Ptr } from './libbpf.js';
+import { capturePrivileges, readCapabilities } from './capabilities.js';
 import { structLayout, tracepointArgCount, withVmlinuxBtf } from './btf.js';
 import { openRingBuffer, type RingBuffer } from './ring-buffer.js';
 import { encodeFilter, type FilterSpec } from './filter.js';
@@ -12,7 +13,7 @@ import { DEFAULT_MAX_SOCKETS } from './lives-map.js';
 import { ERRNO, errno, strerror } from './libc.js';
 import { compareLayout, COUNTERS_LAYOUT, WIRE_STRUCTS } from '../decode/wire-layout.js';
 
-export type CaptureStage = 'open' | 'configure' | 'load' | 'attach' | 'ring';
+export type CaptureStage = 'privileges' | 'open' | 'configure' | 'load' | 'attach' | 'ring';
 
 export class CaptureError extends Error {
   constructor(readonly stage: CaptureStage, message: string, readonly detail: string[] = []) {
@@ -90,14 +91,21 @@ const PROGRAMS: readonly ProgramSpec[] = [
   { name: 'handle_sockops', hook: 'cgroup sock_ops (SYN arrival)', cgroup: true },
 ];
 
-const PRIVILEGE_FIX = 'run as root, or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN ' +
-  '(e.g. `sudo bin/tcpspan ...`, or in a container: --privileged or cap_add)';
+/** Why bpf() was refused although the capabilities were checked: a policy, not a capability. */
+const POLICY_FIX = 'the process has CAP_BPF and CAP_PERFMON, so a security policy refused bpf(): ' +
+  'a seccomp profile (in a container: seccompProfile RuntimeDefault allows it from Docker 20.10 / containerd 1.5), ' +
+  'an LSM (SELinux, AppArmor) or kernel lockdown (cat /sys/kernel/security/lockdown); run `bin/tcpspan doctor`';
 
 export function isPrivilegeErrno(err: number): boolean {
   return err === ERRNO.EPERM || err === ERRNO.EACCES;
 }
 
 export function openCapture(opts: CaptureOptions): Capture {
+  // capabilities first: a missing one is one line naming it, not a libbpf log
+  const privileges = capturePrivileges(readCapabilities(), { synTiming: opts.synTiming });
+  if (privileges.fatal !== undefined) throw new CaptureError('privileges', privileges.fatal);
+  for (const w of privileges.warnings) opts.warn?.(w);
+  if (privileges.synTiming !== opts.synTiming) opts = { ...opts, synTiming: privileges.synTiming };
   captureLibbpfLog();
   const objectPath = opts.objectPath ?? DEFAULT_OBJECT_PATH;
   if (!existsSync(objectPath)) {
@@ -196,7 +204,7 @@ function loadObject(obj: Ptr): void {
   if (rc === 0) return;
   const log = takeLibbpfLog();
   if (isPrivilegeErrno(-rc)) {
-    throw new CaptureError('load', `cannot load BPF programs: ${strerror(-rc)}; ${PRIVILEGE_FIX}`, log);
+    throw new CaptureError('load', `cannot load BPF programs: ${strerror(-rc)}; ${POLICY_FIX}`);
   }
   const verifier = log.filter((l) => !l.startsWith('warning:')).slice(-12);
   throw new CaptureError('load', `cannot load BPF programs: ${strerror(-rc)} (see the libbpf log below); ` +
@@ -242,9 +250,10 @@ function attachAll(planned: PlannedProgram[], links: Ptr[], cgroupFd: number | u
     const link = attach === 'cgroup' ? libbpf.progAttachCgroup(prog, cgroupFd!) : libbpf.progAttach(prog);
     if (!link) {
       const err = errno();
-      const why = isPrivilegeErrno(err) ? PRIVILEGE_FIX : 'see `bin/tcpspan doctor`';
+      const privileged = isPrivilegeErrno(err);
+      const why = privileged ? POLICY_FIX : 'see `bin/tcpspan doctor`';
       if (spec.required || attach === 'tracepoint') {
-        throw new CaptureError('attach', `cannot attach ${spec.hook} (${spec.name}): ${strerror(err)}; ${why}`, takeLibbpfLog());
+        throw new CaptureError('attach', `cannot attach ${spec.hook} (${spec.name}): ${strerror(err)}; ${why}`, privileged ? [] : takeLibbpfLog());
       }
       warn?.(`cannot attach ${spec.hook}: ${strerror(err)}; server spans start when the SYN-ACK was sent (a few µs after the SYN)`);
       statuses.push({ program: spec.name, hook: spec.hook, attached: false, note: strerror(err) });

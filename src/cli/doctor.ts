@@ -1,11 +1,12 @@
 // `tcpspan doctor`: checks that capture can run here, one line per check with the fix for each failure.
 // Exit status 0 only when capture can run.
-import { accessSync, constants, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
 import { release } from 'node:os';
 import { libbpf, BPF_MAP_TYPE_RINGBUF } from '../capture/libbpf.js';
 import { CaptureError, DEFAULT_OBJECT_PATH, findCgroup2Mount, openCapture } from '../capture/probes.js';
 import { NO_FILTER } from '../capture/filter.js';
 import * as libc from '../capture/libc.js';
+import { missingRequired, readCapabilities, type Capabilities } from '../capture/capabilities.js';
 import { parseFlags } from '../config/flags.js';
 import { usageText } from '../config/usage-text.js';
 
@@ -17,27 +18,27 @@ export interface CheckResult {
   detail: string;
 }
 
-const CAPS: Record<string, number> = { CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_PERFMON: 38, CAP_BPF: 39 };
 const TRACEFS = '/sys/kernel/tracing';
 
-function effectiveCaps(): bigint {
-  const status = readFileSync('/proc/self/status', 'utf8');
-  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
-  return m ? BigInt(`0x${m[1]}`) : 0n;
-}
-
-export function checkPrivileges(): CheckResult {
-  const caps = effectiveCaps();
-  const missing = Object.entries(CAPS).filter(([, bit]) => (caps & (1n << BigInt(bit))) === 0n).map(([name]) => name);
-  const who = process.geteuid?.() === 0 ? 'root' : `uid ${process.geteuid?.()}`;
-  if (missing.length === 0) return { check: 'privileges', status: 'ok', detail: `${who} with ${Object.keys(CAPS).join(', ')}` };
-  const needed = missing.filter((c) => c === 'CAP_BPF' || c === 'CAP_PERFMON');
-  return {
-    check: 'privileges',
-    status: needed.length ? 'fail' : 'warn',
-    detail: `${who} lacks ${missing.join(', ')}: run as root (sudo bin/tcpspan ...) or grant ` +
-      `${missing.join(', ')}${needed.length ? '' : ' (needed for SYN timing via cgroup sock_ops)'}`,
-  };
+/** Capabilities, told apart from kernel features: what each missing one disables. */
+export function checkPrivileges(caps: Capabilities = readCapabilities()): CheckResult {
+  const required = missingRequired(caps);
+  const netAdmin = caps.has('CAP_NET_ADMIN');
+  if (required.length > 0) {
+    return {
+      check: 'privileges', status: 'fail',
+      detail: `${caps.who} lacks ${required.join(' and ')}, without which tcpspan cannot load its BPF programs: ` +
+        `run as root (sudo bin/tcpspan ...) or grant CAP_BPF, CAP_PERFMON${netAdmin ? '' : ' and CAP_NET_ADMIN'}`,
+    };
+  }
+  const has = caps.has('CAP_SYS_ADMIN') && !(caps.has('CAP_BPF') && caps.has('CAP_PERFMON')) ? 'CAP_SYS_ADMIN (in place of CAP_BPF and CAP_PERFMON)' : 'CAP_BPF, CAP_PERFMON';
+  if (!netAdmin) {
+    return {
+      check: 'privileges', status: 'warn',
+      detail: `${caps.who} with ${has} but not CAP_NET_ADMIN: capture runs, with SYN timing off (server spans start at the SYN-ACK); grant CAP_NET_ADMIN to time SYNs`,
+    };
+  }
+  return { check: 'privileges', status: 'ok', detail: `${caps.who} with ${has}, CAP_NET_ADMIN` };
 }
 
 function checkBtf(): CheckResult {
@@ -94,8 +95,8 @@ function checkRingbuf(): CheckResult {
     return { check: 'ring buffer', status: 'fail', detail: (err as Error).message };
   }
   if (rc === 1) return { check: 'ring buffer', status: 'ok', detail: 'BPF_MAP_TYPE_RINGBUF supported' };
-  if (rc === 0) return { check: 'ring buffer', status: 'fail', detail: 'BPF ring buffers are not supported: Linux 5.8 or newer is required' };
-  return { check: 'ring buffer', status: 'fail', detail: `cannot probe BPF ring buffers: ${libc.strerror(-rc)}; run as root` };
+  if (rc === 0) return { check: 'ring buffer', status: 'fail', detail: `BPF ring buffers are not supported by kernel ${release()}: Linux 5.8 or newer is required` };
+  return { check: 'ring buffer', status: 'fail', detail: `cannot probe BPF ring buffers: ${libc.strerror(-rc)}; see the privileges check` };
 }
 
 function checkCgroup(): CheckResult {
@@ -117,7 +118,9 @@ function checkAttach(): CheckResult[] {
       check: p.hook, status: p.attached ? 'ok' : 'warn', detail: p.attached ? `attached (${p.program})` : `not attached: ${p.note ?? ''}`,
     }));
     capture.close();
-    return [...results, ...warnings.map((w): CheckResult => ({ check: 'capture', status: 'warn', detail: w }))];
+    // the privileges check has said what a missing CAP_NET_ADMIN disables
+    const news = warnings.filter((w) => !w.startsWith('CAP_NET_ADMIN is missing'));
+    return [...results, ...news.map((w): CheckResult => ({ check: 'capture', status: 'warn', detail: w }))];
   } catch (err) {
     const detail = err instanceof CaptureError ? `${err.stage}: ${err.message}` : (err as Error).message;
     return [{ check: 'load and attach', status: 'fail', detail }];
@@ -125,9 +128,13 @@ function checkAttach(): CheckResult[] {
 }
 
 export function runChecks(): CheckResult[] {
-  const results = [checkPrivileges(), checkBtf(), checkLibbpf(), checkObject(), checkTracefs(true)];
-  const basicsOk = results.every((r) => r.status !== 'fail' || r.check === 'privileges');
-  results.push(basicsOk ? checkRingbuf() : { check: 'ring buffer', status: 'fail', detail: 'not checked: fix the failures above first' });
+  const privileges = checkPrivileges();
+  const results = [privileges, checkBtf(), checkLibbpf(), checkObject(), checkTracefs(true)];
+  const basicsOk = results.every((r) => r.status !== 'fail');
+  // without CAP_BPF the kernel refuses every probe: that says nothing about its features
+  const notChecked = privileges.status === 'fail' ? 'not checked: the kernel refuses BPF probes without the capabilities above'
+    : 'not checked: fix the failures above first';
+  results.push(basicsOk ? checkRingbuf() : { check: 'ring buffer', status: 'fail', detail: notChecked });
   results.push(checkCgroup());
   if (basicsOk) results.push(...checkAttach());
   return results;
