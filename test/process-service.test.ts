@@ -1,6 +1,12 @@
+// The attribution stage: environ parsing and the cache, then `tcpspan run` with real processes
+// that name their services, a real kernel and a real OTLP gRPC receiver.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import path from 'node:path';
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
+import { spawnUntilReady, type ReadyProcess } from './support/ready-process.js';
+import { closedPort } from './support/tcp.js';
 import {
   createProcessServices, hostProcProblem, serviceFromEnviron, serviceNameOfResourceAttributes, type ProcessServiceOptions,
 } from '../src/attribute/process-service.js';
@@ -84,7 +90,7 @@ describe('process-service', () => {
       assert.deepEqual([20, 21, 22, 23, 20].map((pid) => p.services.lookup(pid)), [undefined, undefined, undefined, undefined, undefined]);
       assert.deepEqual(p.services.stats().failed, { gone: 1, denied: 2, error: 1 });
       assert.equal(p.reads.length, 4, 'a failure is cached like any answer');
-      assert.deepEqual(p.logs, ['cannot read /proc/20/environ (EACCES): spans of other users\' processes keep tcpspan\'s service.name; grant CAP_SYS_PTRACE to read them']);
+      assert.deepEqual(p.logs, ['cannot read /proc/20/environ (EACCES): spans of other users\' processes keep tcpspan\'s service.name; grant CAP_DAC_READ_SEARCH, and CAP_SYS_PTRACE if that is not enough']);
     });
 
     it('should keep the last answer for a process found gone at a re-read', () => {
@@ -133,5 +139,98 @@ describe('process-service', () => {
       assert.equal(hostProcProblem(), undefined);
       assert.match(String(hostProcProblem('/nonexistent')), /^cannot read \/nonexistent\/self \(ENOENT\)$/);
     });
+  });
+});
+
+const MAIN = path.resolve(__dirname, '..', 'src', 'cli', 'main.js');
+
+// A server that answers the first data and closes first (its end gets its pid at FIN_WAIT1),
+// and a client that sends, waits for the server's close, closes and exits.
+const SERVER_JS = `const s = require('net').createServer((c) => { c.on('error', () => {}); c.once('data', () => c.end('abc')); });
+s.listen(Number(process.argv[1]), '127.0.0.1', () => console.error('ready'));`;
+const CLIENT_JS = `const c = require('net').connect(Number(process.argv[1]), '127.0.0.1', () => { console.error('ready ' + c.localPort); c.write('hello'); });
+c.on('data', () => {}); c.on('end', () => c.end()); c.on('close', () => setTimeout(() => process.exit(0), 300));`;
+
+describe('tcpspan run with attribution.serviceFromProcess', function () {
+  this.timeout(60_000);
+  let receiver: OtlpReceiver | undefined;
+  const procs: ReadyProcess[] = [];
+
+  afterEach(async () => {
+    for (const p of procs.splice(0)) if (p.child.exitCode === null) await p.stop('SIGKILL');
+    await receiver?.close();
+    receiver = undefined;
+  });
+
+  const start = async (args: string[], env: Record<string, string>, ready: string) => {
+    const p = await spawnUntilReady(process.execPath, args, { ready, env: { PATH: process.env['PATH'] ?? '', ...env } });
+    procs.push(p);
+    return p;
+  };
+
+  /**
+   * tcpspan watching two ports: on the first, a server and a client that name their services
+   * (OTEL_SERVICE_NAME; OTEL_RESOURCE_ATTRIBUTES, percent-encoded); on the second, a server and
+   * a client that name none. Returns the four spans and tcpspan's stderr.
+   */
+  async function fourEnds(tcpspanEnv: Record<string, string>) {
+    receiver = await startOtlpReceiver();
+    const named = await closedPort(4), plain = await closedPort(4);
+    const run = await start([MAIN, 'run', '--port', String(named), '--port', String(plain), '--otlp-endpoint', receiver.endpoint],
+      { OTEL_SERVICE_NAME: 'tcpspan-test', OTEL_BSP_SCHEDULE_DELAY: '50', ...tcpspanEnv }, 'running:');
+    const namedServer = await start(['-e', SERVER_JS, String(named)], { OTEL_SERVICE_NAME: 'shop-server' }, 'ready');
+    const plainServer = await start(['-e', SERVER_JS, String(plain)], {}, 'ready');
+    const namedClient = await start(['-e', CLIENT_JS, String(named)],
+      { OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test,service.name=shop%20client,service.version=1.2' }, 'ready');
+    const plainClient = await start(['-e', CLIENT_JS, String(plain)], {}, 'ready');
+    const spans = await receiver.waitForSpans(4, 15_000);
+    assert.equal(await run.stop(), 0, run.stderr());
+    assert.equal(receiver.spans().length, 4, 'one span per connection end');
+    const end = (port: number, kind: 'SPAN_KIND_CLIENT' | 'SPAN_KIND_SERVER'): ReceivedSpan => {
+      const s = spans.find((x) => x.kindName === kind && x.attributes[kind === 'SPAN_KIND_SERVER' ? 'network.local.port' : 'network.peer.port'] === port);
+      assert.ok(s, `no ${kind} span on port ${port}`);
+      return s;
+    };
+    return {
+      stderr: run.stderr(),
+      ends: [
+        [end(named, 'SPAN_KIND_CLIENT'), namedClient.child.pid], [end(named, 'SPAN_KIND_SERVER'), namedServer.child.pid],
+        [end(plain, 'SPAN_KIND_CLIENT'), plainClient.child.pid], [end(plain, 'SPAN_KIND_SERVER'), plainServer.child.pid],
+      ] as [ReceivedSpan, number][],
+    };
+  }
+
+  it('should export the ends of processes that name their service under that service, the others under tcpspan\'s', async function () {
+    if (process.getuid?.() !== 0) this.skip(); // loading BPF programs needs root
+    const { ends, stderr } = await fourEnds({});
+    // every end is its process's (the server's pid comes with its close)
+    assert.deepEqual(ends.map(([s]) => s.attributes['process.pid']), ends.map(([, pid]) => pid));
+    assert.deepEqual(ends.map(([s]) => s.resource['service.name']), ['shop client', 'shop-server', 'tcpspan-test', 'tcpspan-test']);
+    // the same resource otherwise (host, OS, SDK), without tcpspan's other service.* attributes
+    const own = ends[2]![0].resource;
+    const { 'service.name': _n, ...where } = own;
+    assert.ok(where['host.name'] !== undefined && where['os.type'] === 'linux', JSON.stringify(own));
+    assert.deepEqual(ends[0]![0].resource, { ...where, 'service.name': 'shop client' });
+    assert.deepEqual(ends[1]![0].resource, { ...where, 'service.name': 'shop-server' });
+    assert.deepEqual(ends[3]![0].resource, own);
+    assert.match(stderr, /; correlator drops: none; service lookups failed: none; spans dropped: none\n/);
+  });
+
+  it('should export every end under tcpspan\'s service with TCPSPAN_SERVICE_FROM_PROCESS=false', async function () {
+    if (process.getuid?.() !== 0) this.skip();
+    const { ends, stderr } = await fourEnds({ TCPSPAN_SERVICE_FROM_PROCESS: 'false' });
+    assert.deepEqual(ends.map(([s]) => s.resource['service.name']), ['tcpspan-test', 'tcpspan-test', 'tcpspan-test', 'tcpspan-test']);
+    assert.match(stderr, /; correlator drops: none; spans dropped: none\n/);
+  });
+
+  it('should refuse a bad TCPSPAN_SERVICE_FROM_PROCESS with one line and exit status 2', async () => {
+    const child = spawn(process.execPath, [MAIN, 'run'], {
+      stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env['PATH'] ?? '', TCPSPAN_SERVICE_FROM_PROCESS: 'maybe' },
+    });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    const [code] = (await once(child, 'exit')) as [number];
+    assert.equal(code, 2);
+    assert.equal(err, 'tcpspan: config: attribution.serviceFromProcess = "maybe" (from TCPSPAN_SERVICE_FROM_PROCESS): expected true or false\n');
   });
 });

@@ -3,18 +3,19 @@
 // value is kept from the environment; everything else in it is skipped unread.
 //
 // The kernel's pids are in the host's numbering, so /proc must be the host PID namespace's
-// (hostProcProblem). Reading another user's environ needs CAP_SYS_PTRACE (the kernel's
-// PTRACE_MODE_READ check); a process that is gone, or denied, is simply "unknown", counted.
+// (hostProcProblem). Another user's environ (mode 0400, its owner's) takes CAP_DAC_READ_SEARCH
+// to open and passing the kernel's ptrace read check (CAP_PERFMON passed it on 6.18; root and
+// CAP_SYS_PTRACE always do); a process that is gone, or denied, is simply "unknown", counted.
 //
 // Cache: one entry per pid, negative answers included, trusted for ttlMs (a pid can be reused,
 // a process can exec), at most maxEntries (the oldest read is dropped first). When a re-read
 // finds the process gone, its last answer stands: that process's connections are still ending.
-import { readFileSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, openSync, readlinkSync, readSync, statSync } from 'node:fs';
 
 /** Why /proc/PID/environ could not be read. */
 export type ServiceLookupFailure =
   | 'gone' //   the process had exited (ENOENT, ESRCH)
-  | 'denied' // EACCES/EPERM: another user's process without CAP_SYS_PTRACE, or an LSM refused
+  | 'denied' // EACCES/EPERM: another user's process without the capabilities, or an LSM refused
   | 'error'; // anything else
 
 export const SERVICE_LOOKUP_FAILURES: readonly ServiceLookupFailure[] = ['gone', 'denied', 'error'];
@@ -28,7 +29,7 @@ export interface ProcessServiceOptions {
   procRoot?: string;
   /** milliseconds, monotonic enough for a TTL */
   now?: () => number;
-  /** reads a file whole (tests replace it) */
+  /** reads a file whole; the bytes need stay valid only until the next call (tests replace it) */
   read?: (path: string) => Buffer;
   /** told once, at the first denied read: the fix */
   log?: (msg: string) => void;
@@ -81,7 +82,7 @@ class ProcessServiceCache implements ProcessServices {
     this._ttlMs = Math.max(0, opts.ttlMs ?? DEFAULT_TTL_MS);
     this._procRoot = opts.procRoot ?? '/proc';
     this._now = opts.now ?? Date.now;
-    this._read = opts.read ?? ((p) => readFileSync(p));
+    this._read = opts.read ?? createFileReader();
     this._log = opts.log;
     this._ownPid = opts.ownPid ?? process.pid;
   }
@@ -102,7 +103,7 @@ class ProcessServiceCache implements ProcessServices {
       this._failed[reason]++;
       if (reason === 'denied' && this._failed.denied === 1) {
         this._log?.(`cannot read ${this._procRoot}/${pid}/environ (${(err as NodeJS.ErrnoException).code}): ` +
-          'spans of other users\' processes keep tcpspan\'s service.name; grant CAP_SYS_PTRACE to read them');
+          'spans of other users\' processes keep tcpspan\'s service.name; grant CAP_DAC_READ_SEARCH, and CAP_SYS_PTRACE if that is not enough');
       }
       // the process we read before is gone: its answer stands for its last connections
       if (e !== undefined && reason === 'gone') service = e.service;
@@ -118,6 +119,32 @@ class ProcessServiceCache implements ProcessServices {
   }
 }
 
+/**
+ * Reads a file whole into one buffer reused from call to call (grown when a file fills it):
+ * no fstat and no allocation per read, which readFileSync spends on procfs files (size 0).
+ */
+function createFileReader(): (path: string) => Buffer {
+  let buf = Buffer.allocUnsafe(16 * 1024);
+  return (path) => {
+    const fd = openSync(path, 'r');
+    try {
+      let n = 0;
+      for (;;) {
+        if (n === buf.length) {
+          const bigger = Buffer.allocUnsafe(buf.length * 2);
+          buf.copy(bigger, 0, 0, n);
+          buf = bigger;
+        }
+        const got = readSync(fd, buf, n, buf.length - n, null);
+        if (got === 0) return buf.subarray(0, n);
+        n += got;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  };
+}
+
 function failureReason(err: unknown): ServiceLookupFailure {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'ENOENT' || code === 'ESRCH') return 'gone';
@@ -129,7 +156,6 @@ function failureReason(err: unknown): ServiceLookupFailure {
 const MAX_LENGTH = 255;
 const SERVICE_NAME_KEY = Buffer.from('OTEL_SERVICE_NAME=');
 const RESOURCE_ATTRIBUTES_KEY = Buffer.from('OTEL_RESOURCE_ATTRIBUTES=');
-const O = 0x4f; // 'O': only entries starting with it are looked at
 
 /**
  * The service an environment block (NUL-separated NAME=value entries, as /proc/PID/environ)
@@ -138,31 +164,20 @@ const O = 0x4f; // 'O': only entries starting with it are looked at
  * (the SDK's limit for OTEL_RESOURCE_ATTRIBUTES, applied to both: it bounds the cache).
  */
 export function serviceFromEnviron(env: Buffer): string | undefined {
-  let serviceName: string | undefined;
-  let resourceAttributes: string | undefined;
-  let seenName = false, seenAttributes = false;
-  for (let start = 0; start < env.length;) {
-    let end = env.indexOf(0, start);
-    if (end < 0) end = env.length;
-    if (env[start] === O) {
-      if (!seenName && startsWith(env, start, end, SERVICE_NAME_KEY)) {
-        seenName = true;
-        serviceName = env.toString('utf8', start + SERVICE_NAME_KEY.length, end).trim();
-        if (serviceName !== '') return serviceName.length <= MAX_LENGTH ? serviceName : undefined;
-      } else if (!seenAttributes && startsWith(env, start, end, RESOURCE_ATTRIBUTES_KEY)) {
-        seenAttributes = true;
-        resourceAttributes = env.toString('utf8', start + RESOURCE_ATTRIBUTES_KEY.length, end);
-      }
-    }
-    start = end + 1;
-  }
-  return resourceAttributes === undefined ? undefined : serviceNameOfResourceAttributes(resourceAttributes);
+  const name = entryValue(env, SERVICE_NAME_KEY)?.trim();
+  if (name !== undefined && name !== '') return name.length <= MAX_LENGTH ? name : undefined;
+  const attributes = entryValue(env, RESOURCE_ATTRIBUTES_KEY);
+  return attributes === undefined ? undefined : serviceNameOfResourceAttributes(attributes);
 }
 
-function startsWith(buf: Buffer, start: number, end: number, prefix: Buffer): boolean {
-  if (end - start < prefix.length) return false;
-  for (let i = 0; i < prefix.length; i++) if (buf[start + i] !== prefix[i]) return false;
-  return true;
+/** The value of the first entry that starts with `key` (NAME=), found by a search rather than a walk over every entry. */
+function entryValue(env: Buffer, key: Buffer): string | undefined {
+  let at = env.indexOf(key);
+  while (at > 0 && env[at - 1] !== 0) at = env.indexOf(key, at + 1); // inside another entry (MY_OTEL_...)
+  if (at < 0) return undefined;
+  let end = env.indexOf(0, at + key.length);
+  if (end < 0) end = env.length;
+  return env.toString('utf8', at + key.length, end);
 }
 
 /**

@@ -193,7 +193,7 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
     serviceFromProcess: {
       doc: "Put each span under the service its process names: OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, " +
         "read from /proc/PID/environ (nothing else is kept); spans of other processes keep service.name. Needs the host's PID " +
-        "namespace, and CAP_SYS_PTRACE for other users' processes.",
+        "namespace; other users' processes need CAP_DAC_READ_SEARCH.",
       format: 'tcpspan-boolean', default: true, env: 'TCPSPAN_SERVICE_FROM_PROCESS',
     },
   },
