@@ -8,9 +8,10 @@
 # Stages: bpf-build (the CO-RE object) and ts-build (the TypeScript) run in parallel;
 # runtime gets their outputs and nothing else: no compiler, no npm dev dependencies.
 #
-# Running it needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN in the container's bounding
-# set (docker-compose.yml and deploy/kubernetes/ grant exactly these). The image runs as
-# uid 10001 and gets those three through file capabilities on the node binary, because
+# Running it needs CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_DAC_READ_SEARCH (opening other
+# users' /proc/PID/environ for their service name) in the container's bounding set
+# (docker-compose.yml and deploy/kubernetes/ grant exactly these). The image runs as
+# uid 10001 and gets those four through file capabilities on the node binary, because
 # neither Docker nor Kubernetes gives a non-root user ambient capabilities. Consequences:
 #   - a container started without them fails at exec with "operation not permitted";
 #   - `no-new-privileges` (Kubernetes: allowPrivilegeEscalation: false) disables file
@@ -74,7 +75,7 @@ FROM ${NODE_IMAGE} AS runtime
 # as a non-root user; libcap2-bin is only needed for that one command.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libbpf1 libcap2-bin \
- && setcap cap_bpf,cap_perfmon,cap_net_admin+ep /usr/local/bin/node \
+ && setcap cap_bpf,cap_perfmon,cap_net_admin,cap_dac_read_search+ep /usr/local/bin/node \
  && apt-get purge -y --auto-remove libcap2-bin \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 tcpspan \

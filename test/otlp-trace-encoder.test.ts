@@ -6,9 +6,12 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { toHrTime, type SpanData } from '../src/correlate/span-data.js';
 import { createTraceRequestEncoder } from '../src/export/otlp-trace-encoder.js';
 import { toReadableSpan } from '../src/export/readable-span.js';
-import { decodeTraceRequest } from './support/otlp-receiver.js';
+import { createResourceFor } from '../src/export/service-resource.js';
+import { decodeTraceRequest, traceRequestResources } from './support/otlp-receiver.js';
 
-const RESOURCE = resourceFromAttributes({ 'service.name': 'tcpspan-test', 'host.name': 'lab-1', 'process.runtime.version': 24 });
+const RESOURCE = resourceFromAttributes({
+  'service.name': 'tcpspan-test', 'service.version': '0.1.0', 'host.name': 'lab-1', 'os.type': 'linux', 'process.runtime.version': 24,
+});
 const SCOPE = { name: 'tcpspan', version: '0.1.0' };
 const T0 = 1_763_000_000_123_456_789n;
 /** a frozen attribute map shared by many events, as span-events.ts hands them out */
@@ -64,6 +67,54 @@ describe('OTLP trace encoder', () => {
     assert.deepStrictEqual(decodeTraceRequest(ours), decodeTraceRequest(sdk));
     // the encoder is reused: a second request does not carry the first's bytes
     assert.deepStrictEqual(decodeTraceRequest(encoder.encode([bare])), decodeTraceRequest(ProtobufTraceSerializer.serializeRequest([toReadableSpan(bare, RESOURCE, SCOPE)])!));
+  });
+
+  describe('spans of several services', () => {
+    // tcpspan's own spans (no serviceName) between those of three services, interleaved
+    const SERVICES = [undefined, 'checkout', 'cart', undefined, 'checkout', 'ünïcode svc', 'cart'];
+    const spans = Array.from({ length: 70 }, (_, i) => {
+      const service = SERVICES[i % SERVICES.length];
+      return span(i % 40, service === undefined ? {} : { serviceName: service });
+    });
+    const resourceFor = createResourceFor(RESOURCE);
+    const sdkRequest = (ss: SpanData[]) =>
+      ProtobufTraceSerializer.serializeRequest(ss.map((s) => toReadableSpan(s, resourceFor(s.serviceName), SCOPE)))!;
+
+    it('should write one ResourceSpans per service, read by the official protos as the SDK serializer\'s', () => {
+      const encoder = createTraceRequestEncoder(RESOURCE, SCOPE);
+      const ours = encoder.encode(spans);
+      const sdk = sdkRequest(spans);
+      assert.deepStrictEqual(decodeTraceRequest(ours), decodeTraceRequest(sdk));
+      const own = { 'service.name': 'tcpspan-test', 'service.version': '0.1.0', 'host.name': 'lab-1', 'os.type': 'linux', 'process.runtime.version': 24 };
+      const of = (name: string) => ({ 'host.name': 'lab-1', 'os.type': 'linux', 'process.runtime.version': 24, 'service.name': name });
+      // in order of first appearance; tcpspan's service.* attributes only on its own resource
+      assert.deepStrictEqual(traceRequestResources(ours), [
+        { resource: own, spans: 20 }, { resource: of('checkout'), spans: 20 }, { resource: of('cart'), spans: 20 }, { resource: of('ünïcode svc'), spans: 10 },
+      ]);
+      assert.deepStrictEqual(traceRequestResources(ours), traceRequestResources(sdk));
+    });
+
+    it('should write the same request from spans encoded one by one, each with its service', () => {
+      const encoder = createTraceRequestEncoder(RESOURCE, SCOPE);
+      const pieces = spans.map((s) => encoder.encodeSpan(s));
+      assert.deepStrictEqual(pieces.map((p) => p.service), spans.map((s) => s.serviceName));
+      const whole = encoder.encode(spans);
+      assert.deepStrictEqual(Buffer.from(encoder.encodeEncoded(pieces)), Buffer.from(whole));
+      // one service alone, and tcpspan's own alone
+      const cart = pieces.filter((p) => p.service === 'cart');
+      assert.deepStrictEqual(decodeTraceRequest(encoder.encodeEncoded(cart)), decodeTraceRequest(sdkRequest(spans.filter((s) => s.serviceName === 'cart'))));
+      const own = pieces.filter((p) => p.service === undefined);
+      assert.deepStrictEqual(traceRequestResources(encoder.encodeEncoded(own)).map((r) => r.resource['service.name']), ['tcpspan-test']);
+    });
+
+    it('should keep a schema URL on every ResourceSpans', () => {
+      const withSchema = resourceFromAttributes(RESOURCE.attributes, { schemaUrl: 'https://opentelemetry.io/schemas/1.38.0' });
+      const encoder = createTraceRequestEncoder(withSchema, SCOPE);
+      const forSchema = createResourceFor(withSchema);
+      const sdk = ProtobufTraceSerializer.serializeRequest(spans.map((s) => toReadableSpan(s, forSchema(s.serviceName), SCOPE)))!;
+      assert.deepStrictEqual(Buffer.from(encoder.encodeEncoded(spans.map((s) => encoder.encodeSpan(s)))), Buffer.from(encoder.encode(spans)));
+      assert.deepStrictEqual(decodeTraceRequest(encoder.encode(spans)), decodeTraceRequest(sdk));
+    });
   });
 
   it('should write the same request from spans encoded one by one, across slabs', () => {

@@ -22,6 +22,11 @@ describe('shutdownLine', () => {
       'lost kernel events 10 (ringbuf_full 7, in_transit 3); correlator drops: closed_socket 2, no_socket 1; spans dropped: otlp:queue_full 5');
   });
 
+  it('should show failed service lookups when attribution runs, none or by reason', () => {
+    assert.match(shutdownLine({ ...quiet, serviceLookupsFailed: {} }, counters), /; correlator drops: none; service lookups failed: none; spans dropped: none$/);
+    assert.match(shutdownLine({ ...quiet, serviceLookupsFailed: { gone: 3, denied: 1 } }, counters), /; service lookups failed: gone 3, denied 1; spans dropped: none$/);
+  });
+
   it('should show a counter it has never heard of', () => {
     assert.match(shutdownLine(quiet, { ...counters, rareEventsTruncated: 5, late_close: 1 }),
       /kernel counters: submitted 10, ringbuf_full 0, sock_map_full 0, syn_map_full 0, rare_events_truncated 5, late_close 1;/);

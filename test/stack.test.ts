@@ -2,7 +2,7 @@
 // deploy/kubernetes/) agrees with itself and with tcpspan: pipelines reference defined
 // components, ports and hosts line up, images are pinned, the dashboard queries only names
 // tcpspan's metrics become in Prometheus, and the compose service's exact configuration
-// (environment, user, capabilities, no host PID namespace) really runs tcpspan.
+// (environment, user, capabilities, PID namespace) really runs tcpspan.
 import assert from 'node:assert/strict';
 import { METRICS } from '../src/export/metric-names.js';
 import { type ChildProcess } from 'node:child_process';
@@ -26,7 +26,7 @@ const TCPSPAN_ENV = [
   'OTEL_SERVICE_NAME', 'OTEL_RESOURCE_ATTRIBUTES', 'OTEL_TRACES_EXPORTER', 'OTEL_METRICS_EXPORTER',
   'OTEL_BSP_MAX_QUEUE_SIZE', 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 'OTEL_BSP_SCHEDULE_DELAY', 'OTEL_BSP_EXPORT_TIMEOUT',
   'OTEL_METRIC_EXPORT_INTERVAL', 'TCPSPAN_PORTS', 'TCPSPAN_ADDRS', 'TCPSPAN_NETNS', 'TCPSPAN_RING_BUFFER_BYTES',
-  'TCPSPAN_HEALTH_LISTEN',
+  'TCPSPAN_HEALTH_LISTEN', 'TCPSPAN_SERVICE_FROM_PROCESS',
 ] as const;
 
 type InstrumentType = 'histogram' | 'counter' | 'updowncounter' | 'gauge';
@@ -54,6 +54,7 @@ const TCPSPAN_METRICS: MetricDoc[] = [
   { name: 'tcpspan.events.dropped', unit: '{event}', type: 'counter', attributes: ['reason'] },
   { name: 'tcpspan.spans.exported', unit: '{span}', type: 'counter', attributes: [] },
   { name: 'tcpspan.spans.dropped', unit: '{span}', type: 'counter', attributes: ['reason'] },
+  { name: 'tcpspan.service.lookups.failed', unit: '{lookup}', type: 'counter', attributes: ['reason'] },
 ];
 
 /**
@@ -74,6 +75,7 @@ const PROMETHEUS_FAMILIES: Record<string, string> = {
   'tcpspan.events.dropped': 'tcpspan_events_dropped_total',
   'tcpspan.spans.exported': 'tcpspan_spans_exported_total',
   'tcpspan.spans.dropped': 'tcpspan_spans_dropped_total',
+  'tcpspan.service.lookups.failed': 'tcpspan_service_lookups_failed_total',
 };
 
 // ---------------------------------------------------------------- OTel -> Prometheus names
@@ -539,14 +541,14 @@ function findTool(name: string): string | undefined {
 interface Contained {
   child: ChildProcess;
   stderr(): string;
-  /** SIGTERM to tcpspan (PID 1 of its namespace), then its exit status. */
+  /** SIGTERM to tcpspan, then its exit status. */
   stop(): Promise<number>;
 }
 
 /**
  * tcpspan as docker-compose.yml runs it: exactly `env`, the compose user, only the compose
  * capabilities (as ambient capabilities, which is what the image's file capabilities give),
- * and its own PID namespace (the service has no `pid: host`).
+ * and the host's PID namespace when the service has `pid: host`, else its own.
  */
 async function startAsCompose(env: Record<string, string>): Promise<Contained> {
   const svc = tcpspanCompose();
@@ -554,17 +556,20 @@ async function startAsCompose(env: Record<string, string>): Promise<Contained> {
   assert.ok(unshare && setpriv, 'util-linux unshare and setpriv are needed (scripts/setup installs util-linux)');
   const [uid, gid] = String(svc['user']).split(':');
   const caps = (svc['cap_add'] as string[]).map((c) => `+${c.toLowerCase()}`).join(',');
-  const p = await spawnUntilReady(unshare, ['--pid', '--fork', '--mount-proc', '--kill-child',
-    setpriv, `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups',
-    `--inh-caps=-all,${caps}`, `--ambient-caps=-all,${caps}`, `--bounding-set=-all,${caps}`,
-    process.execPath, MAIN, 'run'], { ready: 'running:', env, stdout: 'ignore', timeoutMs: 20_000 });
+  const hostPid = svc['pid'] === 'host';
+  const asUser = [setpriv, `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups',
+    `--inh-caps=-all,${caps}`, `--ambient-caps=-all,${caps}`, `--bounding-set=-all,${caps}`, process.execPath, MAIN, 'run'];
+  // setpriv execs tcpspan; unshare forks it as PID 1 of a new namespace
+  const [command, ...args] = hostPid ? asUser : [unshare, '--pid', '--fork', '--mount-proc', '--kill-child', ...asUser];
+  const p = await spawnUntilReady(command!, args, { ready: 'running:', env, stdout: 'ignore', timeoutMs: 20_000 });
   const child = p.child;
   return {
     child, stderr: p.stderr,
     async stop() {
       if (child.exitCode !== null) return child.exitCode;
       const exited = once(child, 'exit');
-      const tcpspanPid = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
+      const tcpspanPid = hostPid ? child.pid!
+        : Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
       process.kill(tcpspanPid, 'SIGTERM');
       const [code] = (await exited) as [number];
       return code;
@@ -614,10 +619,12 @@ describe('docker-compose tcpspan service', function () {
       .map((kv) => kv.split('=') as [string, string]));
     assert.equal(await run.stop(), 0, run.stderr());
     assert.equal(receiver.spans().length, 2, 'one span per connection end, nothing else (TCPSPAN_PORTS)');
+    // the compose user and capabilities can read this (root's) process's environment: no lookup failed
+    assert.match(run.stderr(), /; service lookups failed: none; /);
     const client = spans.find((s) => s.kindName === 'SPAN_KIND_CLIENT');
     const srv = spans.find((s) => s.kindName === 'SPAN_KIND_SERVER');
     assert.ok(client && srv, `kinds: ${spans.map((s) => s.kindName)}`);
-    // both ends in one trace; pids in the host's numbering although tcpspan ran in its own PID namespace
+    // both ends in one trace; pids in the host's numbering
     assert.deepEqual({
       name: client.name, traceId: srv.traceId, parent: srv.parentSpanId, clientPort: client.attributes['network.local.port'],
       serverPeerPort: srv.attributes['network.peer.port'], pids: [client.attributes['process.pid'], srv.attributes['process.pid']],

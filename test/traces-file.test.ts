@@ -132,6 +132,25 @@ describe('TracesFileExporter', () => {
       assert.deepStrictEqual(lines, [request([OTLP_CLIENT, OTLP_SERVER]), request([OTLP_SERVER])]);
     });
 
+    it('should write one ResourceSpans per service, the service\'s resource being tcpspan\'s with that service.name', async () => {
+      const file = path.join(dir, 'traces.jsonl');
+      const exporter = createTracesFileExporter(file, RESOURCE, SCOPE);
+      const checkout: SpanData = { ...CLIENT, serviceName: 'checkout' };
+      assert.deepStrictEqual(await exportNow(exporter, [checkout, SERVER, checkout]), { code: ExportResultCode.SUCCESS });
+      await exporter.shutdown();
+      const [line] = fs.readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
+      const own = request([OTLP_SERVER]).resourceSpans[0]!;
+      assert.deepStrictEqual(line, {
+        resourceSpans: [{
+          resource: {
+            attributes: [{ key: 'host.name', value: { stringValue: 'lab-1' } }, { key: 'service.name', value: { stringValue: 'checkout' } }],
+            droppedAttributesCount: 0,
+          },
+          scopeSpans: [{ scope: { name: 'tcpspan', version: '0.1.0' }, spans: [OTLP_CLIENT, OTLP_CLIENT] }],
+        }, own],
+      });
+    });
+
     it('should append to an existing file', async () => {
       const file = path.join(dir, 'traces.jsonl');
       fs.writeFileSync(file, '{"resourceSpans":[]}\n');

@@ -16,6 +16,7 @@ import { otlpTlsProblem, type OtlpSignal } from '../export/otlp-tls.js';
 import { onShutdownSignal } from './common.js';
 import { startHealthServer, type HealthServer } from './health-server.js';
 import { shutdownLine } from './shutdown-line.js';
+import { createProcessServices, hostProcProblem, type ProcessServices } from '../attribute/process-service.js';
 
 const say = (m: string): void => { process.stderr.write(`tcpspan: ${m}\n`); };
 
@@ -128,7 +129,11 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
     await telemetry.shutdown();
     throw err;
   }
-  const bridge = createBridge({ capture, clock: createClock(), correlator: cfg.correlator, sinks, onRecord: (r) => telemetry.connections.record(r) });
+  const services = processServices(cfg);
+  const bridge = createBridge({
+    capture, clock: createClock(), correlator: cfg.correlator, sinks, ...(services && { services }),
+    onRecord: (r) => telemetry.connections.record(r),
+  });
   observeHealth(telemetry.meter, bridge.health);
   const stopped = new Promise<void>((resolve) => onShutdownSignal(resolve));
   bridge.start();
@@ -142,6 +147,18 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
   await telemetry.shutdown();
   say(shutdownLine(summary, summary.kernelCounters));
   return 0;
+}
+
+/** The attribution stage, when configured and when /proc names the kernel's pids (else one warning). */
+function processServices(cfg: TcpspanConfig): ProcessServices | undefined {
+  if (!cfg.attribution.serviceFromProcess) return undefined;
+  const problem = hostProcProblem();
+  if (problem !== undefined) {
+    say(`warning: attribution.serviceFromProcess: ${problem}, so every span keeps service.name ${JSON.stringify(cfg.service.name)}; ` +
+      'run tcpspan in the host PID namespace (Kubernetes hostPID: true, compose pid: host), or set TCPSPAN_SERVICE_FROM_PROCESS=false');
+    return undefined;
+  }
+  return createProcessServices({ log: (m) => say(`warning: attribution: ${m}`) });
 }
 
 function short(text: string, max = 160): string {

@@ -18,5 +18,6 @@ export function shutdownLine<T extends { readonly [K in keyof T]: number }>(summ
     `kernel counters: ${entries(kernelCounters as Record<string, number>, false) || 'none'}; ` +
     `lost kernel events ${lost}${lost ? ` (${entries(summary.lostEvents, true)})` : ''}; ` +
     `correlator drops: ${entries(summary.correlatorDrops, true) || 'none'}; ` +
+    (summary.serviceLookupsFailed ? `service lookups failed: ${entries(summary.serviceLookupsFailed, true) || 'none'}; ` : '') +
     `spans dropped: ${entries(summary.dropped, true) || 'none'}`;
 }

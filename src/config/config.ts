@@ -18,6 +18,7 @@ export interface TcpspanConfig {
     readonly lingerMs: number;
     readonly maxPendingSynAcks: number;
   };
+  readonly attribution: { readonly serviceFromProcess: boolean };
   readonly export: {
     readonly traces: TracesExporter;
     readonly metrics: MetricsExporter;
@@ -187,6 +188,14 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
     maxEventsPerSpan: int('Span events kept per connection; the rest are counted as dropped.', 128, { min: 8 }),
     lingerMs: int('How long a closed connection waits for its trailing kernel events before it becomes a span.', 20, { min: 0, max: 10000 }),
     maxPendingSynAcks: int('SYN-ACK retransmit tuples kept while waiting for their server socket.', 4096, { min: 1 }),
+  },
+  attribution: {
+    serviceFromProcess: {
+      doc: "Put each span under the service its process names: OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, " +
+        "read from /proc/PID/environ (nothing else is kept); spans of other processes keep service.name. Needs the host's PID " +
+        "namespace; other users' processes need CAP_DAC_READ_SEARCH.",
+      format: 'tcpspan-boolean', default: true, env: 'TCPSPAN_SERVICE_FROM_PROCESS',
+    },
   },
   export: {
     traces: {

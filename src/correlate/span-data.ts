@@ -81,6 +81,11 @@ export interface SpanData {
   events: SpanEventData[];
   droppedEventsCount: number;
   status: { code: 'unset' | 'error'; message?: string };
+  /**
+   * The service its process names itself (attribute/process-service.ts): the span goes under a
+   * resource with this service.name. Absent: tcpspan's own resource.
+   */
+  serviceName?: string;
 }
 
 const ERROR_MESSAGES: Partial<Record<CloseReason, string>> = {

@@ -13,6 +13,8 @@ export interface HealthSources {
   correlatorDrops(): Record<string, number>;
   spansExported(): number;
   spansDropped(): Record<string, number>;
+  /** reads of /proc/PID/environ that failed, by reason (empty without attribution) */
+  serviceLookupsFailed(): Record<string, number>;
 }
 
 export function observeHealth(meter: Meter, health: HealthSources): void {
@@ -29,6 +31,7 @@ export function observeHealth(meter: Meter, health: HealthSources): void {
   counter('tcpspan.events.dropped', (r) => observeByReason(r, health.correlatorDrops()));
   counter('tcpspan.spans.exported', (r) => r.observe(health.spansExported()));
   counter('tcpspan.spans.dropped', (r) => observeByReason(r, health.spansDropped()));
+  counter('tcpspan.service.lookups.failed', (r) => observeByReason(r, health.serviceLookupsFailed()));
 }
 
 function observeByReason(r: ObservableResult, byReason: Record<string, number>): void {

@@ -18,8 +18,11 @@ function clock(epochMs: number): string {
 const num = (n: number | undefined, width: number, digits = 0) =>
   (n === undefined ? '-' : digits ? n.toFixed(digits) : String(Math.round(n))).padStart(width);
 
-/** One readable line for one connection end; endEpochMs is the close time on the wall clock. */
-export function formatConsoleLine(rec: ConnectionRecord, endEpochMs: number): string {
+/**
+ * One readable line for one connection end; endEpochMs is the close time on the wall clock.
+ * A service its process named (SpanData.serviceName) ends the line: `service=NAME`.
+ */
+export function formatConsoleLine(rec: ConnectionRecord, endEpochMs: number, serviceName?: string): string {
   const tuple = `${endpoint(rec.localAddress, rec.localPort)} -> ${endpoint(rec.peerAddress, rec.peerPort)}`;
   const close = rec.closeInitiator ? `${rec.closeReason}(${rec.closeInitiator})` : rec.closeReason;
   const flags = [rec.openBeforeStart && 'open-before-start', rec.kernelEventsLost && 'events-lost', rec.evicted && 'evicted']
@@ -37,5 +40,7 @@ export function formatConsoleLine(rec: ConnectionRecord, endEpochMs: number): st
     num(rec.bytesSent, 8),
     num(rec.bytesReceived, 8),
     flags ? `${close} [${flags}]` : close,
+    // another process's text: quoted when it could break the line or the columns
+    ...(serviceName === undefined ? [] : [`service=${/^[\x21-\x7e]+$/.test(serviceName) ? serviceName : JSON.stringify(serviceName)}`]),
   ].join(' ');
 }

@@ -33,6 +33,7 @@ export const METRICS: readonly MetricSpec[] = [
   { name: 'tcpspan.events.dropped', type: 'counter', unit: '{event}', description: 'Kernel records the correlator could not use, by reason', attributes: ['reason'] },
   { name: 'tcpspan.spans.exported', type: 'counter', unit: '{span}', description: 'Spans accepted by the trace exporter', attributes: [] },
   { name: 'tcpspan.spans.dropped', type: 'counter', unit: '{span}', description: 'Spans dropped, by reason', attributes: ['reason'] },
+  { name: 'tcpspan.service.lookups.failed', type: 'counter', unit: '{lookup}', description: 'Reads of a process\'s environment for its service name that failed, by reason', attributes: ['reason'] },
 ];
 
 export function metricSpec(name: string): MetricSpec {

@@ -1,14 +1,15 @@
 // Connection spans over OTLP gRPC: the SDK's gRPC transport (endpoint, TLS, headers,
 // compression and OTEL_EXPORTER_OTLP_* variables exactly as OTLPTraceExporter reads
 // them), fed with requests that otlp-trace-encoder.ts writes. Each span is encoded when
-// it is queued, so the queue holds bytes, not span objects.
+// it is queued, so the queue holds bytes (with the span's service, for its resource), not
+// span objects.
 import type { InstrumentationScope } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
 import { convertLegacyOtlpGrpcOptions, createOtlpGrpcExportDelegate } from '@opentelemetry/otlp-grpc-exporter-base';
 import { ProtobufTraceSerializer, type IExportTraceServiceResponse, type ISerializer } from '@opentelemetry/otlp-transformer';
 import type { SpanData } from '../correlate/span-data.js';
-import { createTraceRequestEncoder } from './otlp-trace-encoder.js';
+import { createTraceRequestEncoder, type EncodedSpan } from './otlp-trace-encoder.js';
 import type { BatchExporter } from './span-export-queue.js';
 
 export interface OtlpGrpcSpanExporterOptions {
@@ -19,9 +20,9 @@ export interface OtlpGrpcSpanExporterOptions {
 
 /** An exporter of encoded spans, and the encoding it takes. */
 export interface OtlpGrpcSpanExporter {
-  /** A span's protobuf bytes, to queue. */
-  encode(span: SpanData): Uint8Array;
-  readonly exporter: BatchExporter<Uint8Array>;
+  /** A span's protobuf bytes and its service, to queue. */
+  encode(span: SpanData): EncodedSpan;
+  readonly exporter: BatchExporter<EncodedSpan>;
 }
 
 const GRPC_SERVICE = 'TraceExportService';
@@ -30,13 +31,13 @@ const GRPC_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 export function createOtlpGrpcSpanExporter(opts: OtlpGrpcSpanExporterOptions, resource: Resource,
                                            scope: InstrumentationScope): OtlpGrpcSpanExporter {
   const encoder = createTraceRequestEncoder(resource, scope);
-  const serializer: ISerializer<Uint8Array[], IExportTraceServiceResponse> = {
+  const serializer: ISerializer<EncodedSpan[], IExportTraceServiceResponse> = {
     serializeRequest: (spans) => encoder.encodeEncoded(spans),
     deserializeResponse: (data) => ProtobufTraceSerializer.deserializeResponse(data),
   };
   const delegate = createOtlpGrpcExportDelegate(
     convertLegacyOtlpGrpcOptions({ url: opts.url, timeoutMillis: opts.timeoutMillis }, 'TRACES'),
-    serializer, 'otlp_grpc_span_exporter', { name: 'span', countItems: (spans: Uint8Array[]) => spans.length },
+    serializer, 'otlp_grpc_span_exporter', { name: 'span', countItems: (spans: EncodedSpan[]) => spans.length },
     undefined, GRPC_SERVICE, GRPC_PATH);
-  return { encode: (span) => encoder.encodeSpan(span), exporter: new OTLPExporterBase<Uint8Array[]>(delegate) };
+  return { encode: (span) => encoder.encodeSpan(span), exporter: new OTLPExporterBase<EncodedSpan[]>(delegate) };
 }

@@ -12,6 +12,7 @@ import type { Resource } from '@opentelemetry/resources';
 import type { InstrumentationScope } from '@opentelemetry/core';
 import type { AttributeValue } from '../correlate/connection-record.js';
 import type { HrTime, SpanData } from '../correlate/span-data.js';
+import { createResourceFor } from './service-resource.js';
 
 // Wire types
 const VARINT = 0, I64 = 1, LEN = 2, I32 = 5;
@@ -317,47 +318,80 @@ function scopeMessage(scope: InstrumentationScope): Uint8Array {
   return Buffer.from(w.finish());
 }
 
+/** One span's bytes (see TraceRequestEncoder.encodeSpan) and the service whose resource it goes under. */
+export interface EncodedSpan {
+  readonly bytes: Uint8Array;
+  /** SpanData.serviceName: undefined for tcpspan's own resource */
+  readonly service: string | undefined;
+}
+
 export interface TraceRequestEncoder {
-  /** One ExportTraceServiceRequest holding `spans` under one resource and scope. */
+  /** One ExportTraceServiceRequest holding `spans`: one ResourceSpans per service, in order of first appearance. */
   encode(spans: readonly SpanData[]): Uint8Array;
   /**
    * One span's bytes, as a field of ScopeSpans (tag and length included), written into a
-   * shared slab: a queue can hold these instead of span objects (≈ 0.6 KB each, where a
-   * SpanData with its attributes and events is several KB of objects that live long
-   * enough to cost the garbage collector).
+   * shared slab, with its service: a queue can hold these instead of span objects (≈ 0.6 KB
+   * each, where a SpanData with its attributes and events is several KB of objects that live
+   * long enough to cost the garbage collector).
    */
-  encodeSpan(span: SpanData): Uint8Array;
-  /** The request holding spans encoded by encodeSpan(), in order. */
-  encodeEncoded(spans: readonly Uint8Array[]): Uint8Array;
+  encodeSpan(span: SpanData): EncodedSpan;
+  /** The request holding spans encoded by encodeSpan(), in order within each service's ResourceSpans. */
+  encodeEncoded(spans: readonly EncodedSpan[]): Uint8Array;
 }
 
 /** Spans are written into slabs of this size; a slab is freed once none of its spans is held. */
 const SLAB_BYTES = 256 * 1024;
 
-/** An encoder for spans of one resource and instrumentation scope. */
+/** Encoded Resource messages kept, by service; beyond, the cache starts over. */
+const MAX_RESOURCE_MESSAGES = 1024;
+
+/** Items grouped by service, each group in order, groups in order of first appearance. */
+function byService<T>(items: readonly T[], serviceOf: (item: T) => string | undefined): (readonly T[])[] {
+  // the common case: every span under one resource
+  const first = items.length > 0 ? serviceOf(items[0]!) : undefined;
+  let one = true;
+  for (let i = 1; i < items.length && one; i++) one = serviceOf(items[i]!) === first;
+  if (one) return [items];
+  const groups = new Map<string | undefined, T[]>();
+  for (const item of items) {
+    const key = serviceOf(item);
+    const g = groups.get(key);
+    if (g === undefined) groups.set(key, [item]);
+    else g.push(item);
+  }
+  return [...groups.values()];
+}
+
+const serviceOfEncoded = (s: EncodedSpan): string | undefined => s.service;
+const serviceOfSpan = (s: SpanData): string | undefined => s.serviceName;
+
+/**
+ * An encoder for spans of one instrumentation scope under tcpspan's resource, or under that
+ * resource with another service.name for spans that carry one (service-resource.ts).
+ */
 export function createTraceRequestEncoder(resource: Resource, scope: InstrumentationScope): TraceRequestEncoder {
-  const res = resourceMessage(resource);
+  const resourceFor = createResourceFor(resource);
+  const own = resourceMessage(resource);
+  const messages = new Map<string, Uint8Array>();
+  const resourceOf = (service: string | undefined): Uint8Array => {
+    if (service === undefined) return own;
+    let m = messages.get(service);
+    if (m === undefined) {
+      if (messages.size >= MAX_RESOURCE_MESSAGES) messages.clear();
+      messages.set(service, m = resourceMessage(resourceFor(service)));
+    }
+    return m;
+  };
   const scp = scopeMessage(scope);
   const schemaUrl = resource.schemaUrl;
+  const schemaUrlField = schemaUrl ? 1 + varintSize(Buffer.byteLength(schemaUrl)) + Buffer.byteLength(schemaUrl) : 0;
   let hint = 64 * 1024;
   let slab = new ProtoWriter(SLAB_BYTES);
-  const prefix = (scopeSpansLength: number): ProtoWriter => {
-    // ExportTraceServiceRequest.resource_spans { resource; scope_spans { scope; spans... }; schema_url }
-    const scopeSpans = 1 + varintSize(scp.length) + scp.length + scopeSpansLength;
-    const resourceSpans = 1 + varintSize(res.length) + res.length + 1 + varintSize(scopeSpans) + scopeSpans +
-      (schemaUrl ? 1 + varintSize(Buffer.byteLength(schemaUrl)) + Buffer.byteLength(schemaUrl) : 0);
-    const w = new ProtoWriter(1 + varintSize(resourceSpans) + resourceSpans);
-    w.tag(1, LEN);
-    w.varint(resourceSpans);
-    w.tag(1, LEN);
-    w.varint(res.length);
-    w.bytes(res);
-    w.tag(2, LEN);
-    w.varint(scopeSpans);
-    w.tag(1, LEN);
-    w.varint(scp.length);
-    w.bytes(scp);
-    return w;
+  // ExportTraceServiceRequest.resource_spans { resource; scope_spans { scope; spans... }; schema_url }
+  const scopeSpansSize = (spansLength: number): number => 1 + varintSize(scp.length) + scp.length + spansLength;
+  const resourceSpansSize = (res: Uint8Array, spansLength: number): number => {
+    const scopeSpans = scopeSpansSize(spansLength);
+    return 1 + varintSize(res.length) + res.length + 1 + varintSize(scopeSpans) + scopeSpans + schemaUrlField;
   };
   return {
     encodeSpan(s) {
@@ -365,30 +399,58 @@ export function createTraceRequestEncoder(resource: Resource, scope: Instrumenta
       const from = slab.pos;
       span(slab, s);
       // a span that grew the slab moved it: the view is taken after writing
-      return slab.buf.subarray(from, slab.pos);
+      return { bytes: slab.buf.subarray(from, slab.pos), service: s.serviceName };
     },
     encodeEncoded(spans) {
-      let n = 0;
-      for (const b of spans) n += b.length;
-      const w = prefix(n);
-      for (const b of spans) w.bytes(b);
-      if (schemaUrl) w.string(3, schemaUrl);
+      const groups = byService(spans, serviceOfEncoded);
+      const sizes: number[] = new Array(groups.length);
+      let total = 0;
+      for (let g = 0; g < groups.length; g++) {
+        if (groups[g]!.length === 0) continue;
+        let n = 0;
+        for (const s of groups[g]!) n += s.bytes.length;
+        sizes[g] = n;
+        const res = resourceOf(groups[g]![0]!.service);
+        total += 1 + varintSize(resourceSpansSize(res, n)) + resourceSpansSize(res, n);
+      }
+      const w = new ProtoWriter(Math.max(1, total));
+      for (let g = 0; g < groups.length; g++) {
+        const group = groups[g]!;
+        if (group.length === 0) continue; // no spans: no ResourceSpans
+        const res = resourceOf(group[0]!.service);
+        w.tag(1, LEN);
+        w.varint(resourceSpansSize(res, sizes[g]!));
+        w.tag(1, LEN);
+        w.varint(res.length);
+        w.bytes(res);
+        w.tag(2, LEN);
+        w.varint(scopeSpansSize(sizes[g]!));
+        w.tag(1, LEN);
+        w.varint(scp.length);
+        w.bytes(scp);
+        for (const s of group) w.bytes(s.bytes);
+        if (schemaUrl) w.string(3, schemaUrl);
+      }
       return w.finish();
     },
     encode(spans) {
       const w = new ProtoWriter(hint);
-      const rs = w.begin(1); // ExportTraceServiceRequest.resource_spans
-      w.tag(1, LEN); // ResourceSpans.resource
-      w.varint(res.length);
-      w.bytes(res);
-      const ss = w.begin(2); // ResourceSpans.scope_spans
-      w.tag(1, LEN); // ScopeSpans.scope
-      w.varint(scp.length);
-      w.bytes(scp);
-      for (const s of spans) span(w, s);
-      w.end(ss);
-      if (schemaUrl) w.string(3, schemaUrl);
-      w.end(rs);
+      for (const group of byService(spans, serviceOfSpan)) {
+        if (group.length === 0) continue;
+        const res = resourceOf(group[0]!.serviceName);
+        const rs = w.begin(1); // ExportTraceServiceRequest.resource_spans
+        w.tag(1, LEN); // ResourceSpans.resource
+        w.varint(res.length);
+        w.bytes(res);
+        const ss = w.begin(2); // ResourceSpans.scope_spans
+        w.tag(1, LEN); // ScopeSpans.scope
+        w.varint(scp.length);
+        w.bytes(scp);
+        for (const s of group) span(w, s);
+        w.end(ss);
+        if (schemaUrl) w.string(3, schemaUrl);
+        w.end(rs);
+      }
       const out = w.finish();
       hint = Math.max(hint, out.length + 1024);
       return out;

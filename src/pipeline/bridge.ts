@@ -1,12 +1,13 @@
-// The bridge: kernel ring -> decoder -> correlator -> span sinks, and its orderly shutdown.
+// The bridge: kernel ring -> decoder -> correlator -> attribution -> span sinks, and its orderly shutdown.
 import type { Capture, Counters } from '../capture/probes.js';
 import { createRingPoller, type RingPoller } from '../capture/ring-poller.js';
-import { decodeEvent, newKernelEvent, type RecordMemory } from '../decode/event.js';
+import { decodeEvent, EventFlag, isConnRecord, newKernelEvent, type RecordMemory } from '../decode/event.js';
 import { createCorrelator, type Correlator, type CorrelatorOptions } from '../correlate/correlator.js';
 import type { ConnectionRecord } from '../correlate/connection-record.js';
 import { epochOffset, toSpanData, type EpochOffset, type SpanData } from '../correlate/span-data.js';
 import type { Clock } from '../decode/format.js';
 import type { HealthSources } from '../export/bridge-metrics.js';
+import type { ProcessServices } from '../attribute/process-service.js';
 
 /** Where finished connections go: console, OTLP, a file. */
 export interface SpanSink {
@@ -26,6 +27,12 @@ export interface BridgeOptions {
   clock: Clock;
   correlator: CorrelatorOptions;
   sinks: SpanSink[];
+  /**
+   * The service each span's process names (attribution.serviceFromProcess); absent: every span
+   * under tcpspan's resource. Asked when a connection record with a pid arrives, so a
+   * short-lived process is read while it lives, and again (from its cache) at emission.
+   */
+  services?: ProcessServices;
   /** Called for each finished connection end (metrics). */
   onRecord?: (rec: ConnectionRecord) => void;
   /** How often the kernel's loss counters are read. */
@@ -42,6 +49,8 @@ export interface BridgeSummary {
   exported: Record<string, number>;
   dropped: Record<string, number>;
   correlatorDrops: Record<string, number>;
+  /** reads of /proc/PID/environ that failed, by reason (non-zero ones); absent without attribution */
+  serviceLookupsFailed?: Record<string, number>;
 }
 
 export interface Bridge {
@@ -80,10 +89,14 @@ class RingBridge implements Bridge {
   constructor(private readonly _opts: BridgeOptions) {
     this._epoch = epochOffset(_opts.clock.toEpochNs);
     this._correlator = createCorrelator(_opts.correlator, (rec) => this._emit(rec));
+    const services = _opts.services;
     this._handle = (m, off) => {
-      decodeEvent(m, off, this._event);
+      const e = this._event;
+      decodeEvent(m, off, e);
       this._received++;
-      this._correlator.onEvent(this._event);
+      this._correlator.onEvent(e);
+      // the environment as early as possible: the process may be gone by the span's emission
+      if (services !== undefined && isConnRecord(e.kind) && (e.flags & EventFlag.Pid) !== 0) services.lookup(e.pid);
     };
     this._poller = createRingPoller(_opts.capture.ring, () => this._drain(DRAIN_BATCH),
       { busyIntervalMs: _opts.busyIntervalMs ?? 2, batchRecords: DRAIN_BATCH });
@@ -98,6 +111,7 @@ class RingBridge implements Bridge {
       correlatorDrops: () => nonZero(this._correlator.stats().dropped),
       spansExported: () => this._opts.sinks.reduce((n, s) => n + s.exported(), 0),
       spansDropped: () => this._dropped(),
+      serviceLookupsFailed: () => nonZero(this._opts.services?.stats().failed ?? {}),
     };
   }
 
@@ -147,6 +161,10 @@ class RingBridge implements Bridge {
   private _emit(rec: ConnectionRecord): void {
     this._spans++;
     const span = toSpanData(rec, this._epoch);
+    if (this._opts.services !== undefined && rec.pid !== undefined) {
+      const service = this._opts.services.lookup(rec.pid);
+      if (service !== undefined) span.serviceName = service;
+    }
     this._opts.onRecord?.(rec);
     for (const sink of this._opts.sinks) sink.accept(rec, span);
   }
@@ -189,6 +207,7 @@ class RingBridge implements Bridge {
       dropped: this._dropped(),
       correlatorDrops: nonZero(this._correlator.stats().dropped),
     };
+    if (this._opts.services !== undefined) summary.serviceLookupsFailed = nonZero(this._opts.services.stats().failed);
     capture.close();
     return summary;
   }

@@ -355,6 +355,16 @@ export function decodeTraceRequest(body: Uint8Array): ReceivedSpan[] {
   return flattenTrace(type.toObject(type.decode(body), TO_OBJECT) as WireTraceRequest);
 }
 
+/** The resource of each ResourceSpans of one ExportTraceServiceRequest, in order, with its span count. */
+export function traceRequestResources(body: Uint8Array): { resource: Attributes; spans: number }[] {
+  const type = requestType('opentelemetry.proto.collector.trace.v1.TraceService');
+  const req = type.toObject(type.decode(body), TO_OBJECT) as WireTraceRequest;
+  return req.resourceSpans.map((rs) => ({
+    resource: attributes(rs.resource?.attributes ?? []),
+    spans: rs.scopeSpans.reduce((n, ss) => n + ss.spans.length, 0),
+  }));
+}
+
 function requestType(serviceName: string): protobuf.Type {
   const t = otlpRoot().lookupService(serviceName).methods['Export']?.resolvedRequestType;
   if (!t) throw new Error(`${serviceName}: Export has no request type`);

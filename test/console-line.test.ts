@@ -1,0 +1,23 @@
+import assert from 'node:assert/strict';
+import type { ConnectionRecord } from '../src/correlate/connection-record.js';
+import { formatConsoleLine } from '../src/export/console-line.js';
+
+const REC: ConnectionRecord = {
+  cookie: 5, kind: 'client', family: 'ipv4', localAddress: '10.0.0.1', localPort: 40000, peerAddress: '10.0.0.2', peerPort: 80,
+  netns: 1, startNs: 1e12, endNs: 1e12 + 1.5e6, handshakeNs: 50_000, closeReason: 'fin', closeInitiator: 'local',
+  errno: 0, errorName: undefined, retransmits: 0, retransmitsFailed: 0, rtt: { samples: 3, minUs: 20, avgUs: 30, maxUs: 40 },
+  srttUs: 30, bytesSent: 5, bytesReceived: 3, segmentsSent: 5, segmentsReceived: 5, pid: 123, executableName: 'curl',
+  openBeforeStart: false, kernelEventsLost: false, evicted: false, traceId: 'a'.repeat(32), spanId: 'b'.repeat(16),
+  parentSpanId: undefined, events: [], droppedEvents: 0,
+};
+
+describe('formatConsoleLine', () => {
+  const line = (service?: string) => formatConsoleLine(REC, 0, service).replace(/^\S+ /, ''); // the clock is local time
+
+  it('should end with the service the process named, quoted when it could break the columns', () => {
+    const plain = 'client 123     curl            10.0.0.1:40000 -> 10.0.0.2:80                     1.50   0.05       30    0        5        3 fin(local)';
+    assert.equal(line(), plain);
+    assert.equal(line('checkout'), `${plain} service=checkout`);
+    assert.equal(line('shop client\n'), `${plain} service="shop client\\n"`);
+  });
+});
