@@ -6,6 +6,7 @@ import { buildFilter } from '../capture/filter.js';
 import { openCapture } from '../capture/probes.js';
 import { createClock } from '../decode/format.js';
 import { createBridge } from '../pipeline/bridge.js';
+import { createCgroupAttributor } from '../attribute/cgroup-attribution.js';
 import { createConsoleSink, createExporterSink, SCOPE, type ExporterSink } from '../pipeline/sinks.js';
 import type { SpanSink } from '../pipeline/bridge.js';
 import { createTelemetry } from '../export/telemetry.js';
@@ -111,7 +112,10 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
     await telemetry.shutdown();
     throw err;
   }
-  const bridge = createBridge({ capture, clock: createClock(), correlator: cfg.correlator, sinks, onRecord: (r) => telemetry.connections.record(r) });
+  const bridge = createBridge({
+    capture, clock: createClock(), correlator: cfg.correlator, sinks, onRecord: (r) => telemetry.connections.record(r),
+    ...(cfg.attribution.cgroups && { attributor: createCgroupAttributor() }),
+  });
   observeHealth(telemetry.meter, bridge.health);
   const stopped = new Promise<void>((resolve) => onShutdownSignal(resolve));
   bridge.start();

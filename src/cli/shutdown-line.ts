@@ -18,5 +18,7 @@ export function shutdownLine<T extends { readonly [K in keyof T]: number }>(summ
     `kernel counters: ${entries(kernelCounters as Record<string, number>, false) || 'none'}; ` +
     `lost kernel events ${lost}${lost ? ` (${entries(summary.lostEvents, true)})` : ''}; ` +
     `correlator drops: ${entries(summary.correlatorDrops, true) || 'none'}; ` +
-    `spans dropped: ${entries(summary.dropped, true) || 'none'}`;
+    `spans dropped: ${entries(summary.dropped, true) || 'none'}` +
+    // said only when it happened: a cgroup without a path is a span without container.id, not a loss
+    (Object.values(summary.attributionMisses).some((n) => n > 0) ? `; cgroup lookups missed: ${entries(summary.attributionMisses, true)}` : '');
 }

@@ -37,6 +37,7 @@ export interface TcpspanConfig {
     readonly metricIntervalMs: number;
     readonly shutdownTimeoutMs: number;
   };
+  readonly attribution: { readonly cgroups: boolean };
   readonly service: { readonly name: string };
   readonly health: { readonly listen: string };
 }
@@ -223,6 +224,12 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
     },
     metricIntervalMs: int('Milliseconds between two metric exports.', 60000, { min: 100 }, 'OTEL_METRIC_EXPORT_INTERVAL'),
     shutdownTimeoutMs: int('Milliseconds shutdown may spend flushing exporters before it gives up.', 5000, { min: 0 }),
+  },
+  attribution: {
+    cgroups: {
+      doc: 'Give spans container.id and k8s.pod.uid, read from the path of the socket\'s cgroup v2 (Docker, containerd, CRI-O, Podman and kubelet cgroup names), found by walking the cgroup v2 mount (at most once a second, when an unknown cgroup appears).',
+      format: 'tcpspan-boolean', default: true, env: 'TCPSPAN_ATTRIBUTION_CGROUPS',
+    },
   },
   service: {
     name: {

@@ -1,9 +1,10 @@
-// The bridge: kernel ring -> decoder -> correlator -> span sinks, and its orderly shutdown.
+// The bridge: kernel ring -> decoder -> correlator -> attribution -> span sinks, and its orderly shutdown.
 import type { Capture, Counters } from '../capture/probes.js';
 import { createRingPoller, type RingPoller } from '../capture/ring-poller.js';
 import { decodeEvent, newKernelEvent, type RecordMemory } from '../decode/event.js';
 import { createCorrelator, type Correlator, type CorrelatorOptions } from '../correlate/correlator.js';
 import type { ConnectionRecord } from '../correlate/connection-record.js';
+import type { Attributor } from '../attribute/cgroup-attribution.js';
 import { epochOffset, toSpanData, type EpochOffset, type SpanData } from '../correlate/span-data.js';
 import type { Clock } from '../decode/format.js';
 import type { HealthSources } from '../export/bridge-metrics.js';
@@ -26,6 +27,8 @@ export interface BridgeOptions {
   clock: Clock;
   correlator: CorrelatorOptions;
   sinks: SpanSink[];
+  /** Fills container.id and k8s.pod.uid before a record becomes a span; none: not attributed. */
+  attributor?: Attributor;
   /** Called for each finished connection end (metrics). */
   onRecord?: (rec: ConnectionRecord) => void;
   /** How often the kernel's loss counters are read. */
@@ -42,6 +45,8 @@ export interface BridgeSummary {
   exported: Record<string, number>;
   dropped: Record<string, number>;
   correlatorDrops: Record<string, number>;
+  /** cgroup lookups that found no path, by reason (spans go out without container.id) */
+  attributionMisses: Record<string, number>;
 }
 
 export interface Bridge {
@@ -146,6 +151,7 @@ class RingBridge implements Bridge {
 
   private _emit(rec: ConnectionRecord): void {
     this._spans++;
+    this._opts.attributor?.attribute(rec);
     const span = toSpanData(rec, this._epoch);
     this._opts.onRecord?.(rec);
     for (const sink of this._opts.sinks) sink.accept(rec, span);
@@ -188,6 +194,7 @@ class RingBridge implements Bridge {
       exported: Object.fromEntries(sinks.map((s) => [s.name, s.exported()])),
       dropped: this._dropped(),
       correlatorDrops: nonZero(this._correlator.stats().dropped),
+      attributionMisses: this._opts.attributor?.misses() ?? {},
     };
     capture.close();
     return summary;
