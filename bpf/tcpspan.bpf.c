@@ -16,6 +16,11 @@
  *   tp_btf/inet_sk_error_report  socket errors (ECONNREFUSED, ETIMEDOUT, ...): a record
  *   tp_btf/tcp_destroy_sock      the socket is gone: its life is forgotten
  *   sockops                      when a SYN reached a listener (optional: capture.synTiming)
+ *   tracepoint/syscalls/sys_exit_accept4, sys_exit_accept
+ *                                the accepting process of a server end (optional: needs tracefs);
+ *                                one run per accept, where the per-segment sock:sock_recv_length,
+ *                                sock:sock_send_length and tcp:tcp_rcv_space_adjust run on every
+ *                                send or receive
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -255,6 +260,35 @@ static __always_inline void refresh_tuple(struct tcpspan_conn *c, const struct s
 		set_tuple(c, &t);
 }
 
+/* Before 5.15 (8520e224f547, "cgroup: Fix cgroup v2 fallback on v1/v2 mixed mode"): a union. */
+struct sock_cgroup_data___old {
+	__u64 val;             /* the cgroup v2 pointer, unless bit 0 is set (v1 net_cls/net_prio data) */
+};
+
+/*
+ * The socket's cgroup v2 id, its cgroup directory's inode number. The kernel sets the
+ * socket's cgroup when the socket is made (the creating task's), and an accepted socket
+ * takes its listener's: both ends have one, without process context.
+ */
+static __always_inline __u64 cgroup_of(const struct sock *sk)
+{
+	const struct cgroup *cg;
+
+	if (bpf_core_field_exists(sk->sk_cgrp_data.cgroup)) {
+		cg = sk->sk_cgrp_data.cgroup;
+	} else {
+		const struct sock_cgroup_data___old *old = (const void *)&sk->sk_cgrp_data;
+		__u64 v = BPF_CORE_READ(old, val);
+
+		if (v & 1)
+			return 0;
+		cg = (const struct cgroup *)v;
+	}
+	if (!cg)
+		return 0;
+	return BPF_CORE_READ(cg, kn, id);
+}
+
 /*
  * The socket's life, created on first sight when the filters accept it. NULL
  * when filtered out or when the map is full (counted).
@@ -284,6 +318,7 @@ static __always_inline struct sock_info *track(const struct sock *sk, __u64 now,
 	fresh->c.cookie = bpf_get_socket_cookie((void *)sk);
 	fresh->c.netns = netns;
 	fresh->c.start_ns = now;
+	fresh->c.cgroup_id = cgroup_of(sk);
 	set_tuple(&fresh->c, &t);
 	err = bpf_map_update_elem(&lives, &key, fresh, BPF_NOEXIST);
 	if (err && err != -EEXIST) {
@@ -313,6 +348,7 @@ static __always_inline void restart(struct sock_info *si, const struct sock *sk,
 	si->c.cookie = bpf_get_socket_cookie((void *)sk);
 	si->c.netns = netns;
 	si->c.start_ns = now;
+	si->c.cgroup_id = cgroup_of(sk);
 	refresh_tuple(&si->c, sk);
 }
 
@@ -331,20 +367,23 @@ static __always_inline void take_stats(struct tcpspan_conn *c, const struct sock
 	c->srtt_us = tp->srtt_us >> 3;
 }
 
-static __always_inline void take_task(struct tcpspan_conn *c, int newstate)
+/* The current process, in process context (a system call): pid and executable name. */
+static __always_inline void take_current(struct tcpspan_conn *c, struct task_struct *task)
 {
-	struct task_struct *task;
-
-	if ((c->flags & TCPSPAN_F_PID) || !syscall_transition(newstate))
-		return;
 	c->pid = bpf_get_current_pid_tgid() >> 32;
 	/*
 	 * The executable's name, as process.executable.name defines it: a
 	 * thread's comm can be renamed (Node calls its main thread "MainThread").
 	 */
-	task = bpf_get_current_task_btf();
 	bpf_probe_read_kernel_str(c->comm, sizeof(c->comm), task->mm->exe_file->f_path.dentry->d_name.name);
 	c->flags |= TCPSPAN_F_PID;
+}
+
+static __always_inline void take_task(struct tcpspan_conn *c, int newstate)
+{
+	if ((c->flags & TCPSPAN_F_PID) || !syscall_transition(newstate))
+		return;
+	take_current(c, bpf_get_current_task_btf());
 }
 
 static __always_inline void syn_key_of(struct syn_key *k, const struct tuple *t, __u64 netns_cookie)
@@ -822,4 +861,77 @@ int handle_sockops(struct bpf_sock_ops *skops)
 	if (bpf_map_update_elem(&syn_times, &k, &now, BPF_ANY))
 		count(TCPSPAN_C_SYN_MAP_FULL);
 	return 1;
+}
+
+/* A syscalls:sys_exit_* tracepoint's record, as tracefs's format file lays it out. */
+struct syscall_exit {
+	__u64 common;          /* common_type, common_flags, common_preempt_count, common_pid */
+	__s32 nr;              /* __syscall_nr */
+	__s32 _pad;
+	__s64 ret;
+};
+
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+/*
+ * accept() returned fd: the current process took a server end. Its life (made at
+ * SYN_RECV, in softirq, with no process to name) gets this pid unless it has one,
+ * so a server end that its peer resets before its process closes it still says
+ * whose it was. Lives exist only for what wanted() let through, so the lookup is
+ * the filter; a socket of another family or protocol returns before it.
+ */
+static __always_inline int accepted(long fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct sock_info *si;
+	struct fdtable *fdt;
+	struct file **fds;
+	struct file *file;
+	struct socket *sock;
+	struct sock *sk;
+	__u16 family;
+	__u64 key;
+
+	if (fd < 0 || (task->flags & PF_KTHREAD))
+		return 0;
+	/* current->files->fdt->fd[fd]: typed loads up to the array, whose variable index takes a probe read */
+	fdt = task->files->fdt;
+	if (!fdt || fd >= fdt->max_fds)
+		return 0;
+	fds = fdt->fd;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 0;
+	/* from here on the pointers are plain numbers to the verifier: each step is a probe read */
+	/* a socket's file: a sockfs inode, whose socket points back at the file */
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock || BPF_CORE_READ(sock, file) != file)
+		return 0;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	key = (__u64)sk;
+	si = bpf_map_lookup_elem(&lives, &key);
+	/* no life: filtered out (or untracked); a closed one has sent its Close already */
+	if (!si || si->closed || (si->c.flags & TCPSPAN_F_PID))
+		return 0;
+	take_current(&si->c, task);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int handle_accept4(struct syscall_exit *ctx)
+{
+	return accepted(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int handle_accept(struct syscall_exit *ctx)
+{
+	return accepted(ctx->ret);
 }

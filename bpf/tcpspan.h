@@ -26,7 +26,7 @@ enum tcpspan_kind {
 };
 
 /* Head flags (flags) */
-#define TCPSPAN_F_PID          0x01 /* pid and comm were taken in process context */
+#define TCPSPAN_F_PID          0x01 /* pid and comm were taken in process context (connect, accept, close) */
 #define TCPSPAN_F_STATS        0x02 /* the tcp_sock counters are filled */
 #define TCPSPAN_F_ISN          0x04 /* isn_local and isn_peer are filled (ESTABLISHED was reached) */
 #define TCPSPAN_F_UNTRACKED    0x08 /* event: the socket has no summary (timewait or request socket, or no memory) */
@@ -62,6 +62,7 @@ struct tcpspan_conn {
 	__u64 bytes_acked;     /* tcp_sock counters (TCPSPAN_F_STATS) */
 	__u64 bytes_received;
 	__u64 rtt_sum_us;      /* sum of smoothed-RTT samples on the receive path */
+	__u64 cgroup_id;       /* the socket's cgroup v2 id (its directory's inode number); 0: unknown */
 	__u32 rtt_count;       /* samples: segments received with an RTT estimate */
 	__u32 rtt_min_us;
 	__u32 rtt_max_us;

@@ -13,7 +13,8 @@ function rec(over: Partial<ConnectionRecord>): ConnectionRecord {
     cookie: 1, kind: 'client', family: 'ipv4', localAddress: '10.0.0.1', localPort: 1, peerAddress: '10.0.0.2', peerPort: 2,
     netns: 1, startNs: 0, endNs: 1e6, handshakeNs: undefined, closeReason: 'fin', closeInitiator: 'local', errno: 0,
     errorName: undefined, retransmits: 0, retransmitsFailed: 0, rtt: undefined, srttUs: undefined, bytesSent: 0,
-    bytesReceived: 0, segmentsSent: 0, segmentsReceived: 0, pid: undefined, executableName: undefined, openBeforeStart: false,
+    bytesReceived: 0, segmentsSent: 0, segmentsReceived: 0, pid: undefined, executableName: undefined, cgroupId: undefined,
+    containerId: undefined, podUid: undefined, openBeforeStart: false,
     kernelEventsLost: false, evicted: false, traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), parentSpanId: undefined,
     events: [], droppedEvents: 0, ...over,
   };

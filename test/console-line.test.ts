@@ -8,7 +8,7 @@ const REC: ConnectionRecord = {
   errno: 0, errorName: undefined, retransmits: 0, retransmitsFailed: 0, rtt: { samples: 3, minUs: 20, avgUs: 30, maxUs: 40 },
   srttUs: 30, bytesSent: 5, bytesReceived: 3, segmentsSent: 5, segmentsReceived: 5, pid: 123, executableName: 'curl',
   openBeforeStart: false, kernelEventsLost: false, evicted: false, traceId: 'a'.repeat(32), spanId: 'b'.repeat(16),
-  parentSpanId: undefined, events: [], droppedEvents: 0,
+  parentSpanId: undefined, events: [], droppedEvents: 0, cgroupId: 0, containerId: undefined, podUid: undefined,
 };
 
 describe('formatConsoleLine', () => {

@@ -84,8 +84,8 @@ type Given = Pick<ConnectionRecord,
 function record(g: Given): ConnectionRecord {
   return {
     family: 'ipv4', netns: NETNS, errno: 0, errorName: undefined, retransmits: 0, retransmitsFailed: 0, pid: undefined,
-    executableName: undefined, openBeforeStart: false, kernelEventsLost: false, evicted: false, parentSpanId: undefined,
-    droppedEvents: 0, ...g,
+    executableName: undefined, cgroupId: undefined, containerId: undefined, podUid: undefined, openBeforeStart: false,
+    kernelEventsLost: false, evicted: false, parentSpanId: undefined, droppedEvents: 0, ...g,
   };
 }
 
@@ -1052,8 +1052,9 @@ describe('toSpanData', () => {
 
 describe('semantic convention copies', () => {
   it('should match the incubating entry point of @opentelemetry/semantic-conventions', () => {
-    const copied = Object.entries(sc).filter(([k]) => k.startsWith('ATTR_PROCESS_') || k.startsWith('ATTR_NETWORK_') || k.startsWith('NETWORK_'));
-    assert.equal(copied.length, 14);
+    const copied = Object.entries(sc).filter(([k]) => k.startsWith('ATTR_PROCESS_') || k.startsWith('ATTR_NETWORK_') || k.startsWith('NETWORK_') ||
+      k.startsWith('ATTR_CONTAINER_') || k.startsWith('ATTR_K8S_'));
+    assert.equal(copied.length, 16);
     assert.deepEqual(Object.fromEntries(copied), Object.fromEntries(copied.map(([k]) => [k, (incubating as Record<string, unknown>)[k]])));
   });
 });

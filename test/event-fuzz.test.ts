@@ -34,6 +34,7 @@ const EVENT: [Scalar, number, CType][] = [
 const CONN: [Scalar, number, CType][] = [
   ['startNs', C.start_ns.offset, 'u64'], ['nTrans', C.n_trans.offset, 'u8'], ['firstOldstate', C.first_oldstate.offset, 'u8'],
   ['bytesAcked', C.bytes_acked.offset, 'u64'], ['bytesReceived', C.bytes_received.offset, 'u64'], ['rttSumUs', C.rtt_sum_us.offset, 'u64'],
+  ['cgroupId', C.cgroup_id.offset, 'u64'],
   ['rttCount', C.rtt_count.offset, 'u32'], ['rttMinUs', C.rtt_min_us.offset, 'u32'], ['rttMaxUs', C.rtt_max_us.offset, 'u32'],
   ['srttUs', C.srtt_us.offset, 'u32'], ['segsIn', C.segs_in.offset, 'u32'], ['segsOut', C.segs_out.offset, 'u32'],
   ['totalRetrans', C.total_retrans.offset, 'u32'], ['retransSegs', C.retrans_segs.offset, 'u32'],

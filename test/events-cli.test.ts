@@ -24,7 +24,7 @@ describe('tcpspan events', () => {
     const lines = ev.stdout().trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
     assert.equal(lines.length, 4, 'an Open and a Close record for each end');
     const established = lines.find((l) => l['kind'] === 'open' && l['local'].port === client.localPort)!;
-    assert.deepEqual(Object.keys(established).sort(), ['comm', 'family', 'isn', 'key', 'kind', 'local', 'netns', 'pid', 'remote', 'start_ns', 'state', 'tcp', 'time', 'transitions', 'ts_ns'].sort());
+    assert.deepEqual(Object.keys(established).sort(), ['cgroup_id', 'comm', 'family', 'isn', 'key', 'kind', 'local', 'netns', 'pid', 'remote', 'start_ns', 'state', 'tcp', 'time', 'transitions', 'ts_ns'].sort());
     assert.deepEqual({ kind: established['kind'], family: established['family'], local: established['local'], remote: established['remote'], state: established['state'], pid: established['pid'], comm: established['comm'] },
       { kind: 'open', family: 'ipv4', local: { address: '127.0.0.1', port: client.localPort }, remote: { address: '127.0.0.1', port: server.port }, state: 'ESTABLISHED', pid: client.pid, comm: 'node' });
     const closed = lines.find((l) => l['kind'] === 'close' && l['local'].port === client.localPort)!;

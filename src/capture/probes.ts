@@ -75,7 +75,16 @@ interface ProgramSpec {
   args?: number;
   required?: boolean;
   cgroup?: boolean;
+  /**
+   * A classic (tracefs) tracepoint, attached through perf events: optional, since it needs
+   * tracefs; what is lost without it, said once for all programs of the same `lost`.
+   */
+  classic?: { lost: string };
 }
+
+/** What is lost without the accept programs: said once when either cannot attach. */
+const ACCEPT_LOST = 'server ends get process.pid and process.executable.name only when their process closes them ' +
+  '(not when the peer resets them first)';
 
 const PROGRAMS: readonly ProgramSpec[] = [
   { name: 'handle_set_state', hook: 'sock:inet_sock_set_state', tracepoint: 'inet_sock_set_state', required: true },
@@ -89,6 +98,9 @@ const PROGRAMS: readonly ProgramSpec[] = [
   // without it, the lives of destroyed sockets would fill the map
   { name: 'handle_destroy_sock', hook: 'tcp:tcp_destroy_sock', tracepoint: 'tcp_destroy_sock', required: true },
   { name: 'handle_sockops', hook: 'cgroup sock_ops (SYN arrival)', cgroup: true },
+  // once per accepted connection: the process that accepted a server end
+  { name: 'handle_accept4', hook: 'syscalls:sys_exit_accept4', classic: { lost: ACCEPT_LOST } },
+  { name: 'handle_accept', hook: 'syscalls:sys_exit_accept', classic: { lost: ACCEPT_LOST } },
 ];
 
 /** Why bpf() was refused although the capabilities were checked: a policy, not a capability. */
@@ -150,7 +162,7 @@ function checkWireLayout(obj: Ptr, objectPath: string): void {
 interface PlannedProgram {
   spec: ProgramSpec;
   prog: Ptr;
-  attach: 'tracepoint' | 'cgroup';
+  attach: 'tracepoint' | 'cgroup' | 'classic';
 }
 
 function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
@@ -185,7 +197,7 @@ function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
       enabled = false;
     }
     libbpf.progSetAutoload(prog, enabled);
-    if (enabled) planned.push({ spec, prog, attach: spec.cgroup ? 'cgroup' : 'tracepoint' });
+    if (enabled) planned.push({ spec, prog, attach: spec.cgroup ? 'cgroup' : spec.classic ? 'classic' : 'tracepoint' });
   }
 
   const rodata = mustFindMap(obj, '.rodata');
@@ -241,6 +253,7 @@ export function findCgroup2Mount(): string | undefined {
 function attachAll(planned: PlannedProgram[], links: Ptr[], cgroupFd: number | undefined,
                    warn: ((m: string) => void) | undefined): ProgramStatus[] {
   const statuses: ProgramStatus[] = [];
+  const classicFailed = new Map<string, string[]>(); // what is lost -> the hooks that failed, with why
   for (const { spec, prog, attach } of planned) {
     if (attach === 'cgroup' && cgroupFd === undefined) {
       statuses.push({ program: spec.name, hook: spec.hook, attached: false, note: 'no cgroup v2 hierarchy' });
@@ -255,13 +268,21 @@ function attachAll(planned: PlannedProgram[], links: Ptr[], cgroupFd: number | u
       if (spec.required || attach === 'tracepoint') {
         throw new CaptureError('attach', `cannot attach ${spec.hook} (${spec.name}): ${strerror(err)}; ${why}`, privileged ? [] : takeLibbpfLog());
       }
-      warn?.(`cannot attach ${spec.hook}: ${strerror(err)}; server spans start when the SYN-ACK was sent (a few µs after the SYN)`);
+      if (spec.classic) {
+        const fix = err === ERRNO.ENOENT ? 'tracefs is not mounted: run `mount -t tracefs tracefs /sys/kernel/tracing`' : why;
+        const failed = classicFailed.get(spec.classic.lost) ?? [];
+        failed.push(`${spec.hook} (${strerror(err)}; ${fix})`);
+        classicFailed.set(spec.classic.lost, failed);
+      } else {
+        warn?.(`cannot attach ${spec.hook}: ${strerror(err)}; server spans start when the SYN-ACK was sent (a few µs after the SYN)`);
+      }
       statuses.push({ program: spec.name, hook: spec.hook, attached: false, note: strerror(err) });
       continue;
     }
     links.push(link);
     statuses.push({ program: spec.name, hook: spec.hook, attached: true });
   }
+  for (const [lost, hooks] of classicFailed) warn?.(`cannot attach ${hooks.join(', ')}: ${lost}`);
   return statuses;
 }
 

@@ -69,7 +69,7 @@ function checkObject(): CheckResult {
     : { check: 'BPF object', status: 'fail', detail: `${DEFAULT_OBJECT_PATH} is missing: run scripts/setup` };
 }
 
-/** tracefs is not needed for capture (BTF tracepoints attach without it), but tools and users expect it. */
+/** tracefs: only the accept programs (classic syscall tracepoints) need it; BTF tracepoints attach without it. */
 export function checkTracefs(mountIfMissing: boolean): CheckResult {
   if (existsSync(`${TRACEFS}/events`)) return { check: 'tracefs', status: 'ok', detail: `mounted at ${TRACEFS}` };
   if (mountIfMissing) {
@@ -80,8 +80,8 @@ export function checkTracefs(mountIfMissing: boolean): CheckResult {
     const err = libc.strerror(libc.errno());
     return {
       check: 'tracefs', status: 'warn',
-      detail: `not mounted and mounting failed (${err}); tcpspan does not need it (BTF tracepoints), ` +
-        `but to list tracepoints run \`mount -t tracefs tracefs ${TRACEFS}\` as root`,
+      detail: `not mounted and mounting failed (${err}); without it server ends name their process only when it closes them ` +
+        `(the accept programs need it; the rest attach to BTF tracepoints): run \`mount -t tracefs tracefs ${TRACEFS}\` as root`,
     };
   }
   return { check: 'tracefs', status: 'warn', detail: `not mounted; run \`mount -t tracefs tracefs ${TRACEFS}\`` };

@@ -6,6 +6,7 @@ import { buildFilter } from '../capture/filter.js';
 import { openCapture } from '../capture/probes.js';
 import { createClock } from '../decode/format.js';
 import { createBridge } from '../pipeline/bridge.js';
+import { createCgroupAttributor } from '../attribute/cgroup-attribution.js';
 import { createConsoleSink, createExporterSink, SCOPE, type ExporterSink } from '../pipeline/sinks.js';
 import type { SpanSink } from '../pipeline/bridge.js';
 import { createTelemetry } from '../export/telemetry.js';
@@ -132,6 +133,7 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
   const services = processServices(cfg);
   const bridge = createBridge({
     capture, clock: createClock(), correlator: cfg.correlator, sinks, ...(services && { services }),
+    ...(cfg.attribution.cgroups && { attributor: createCgroupAttributor() }),
     onRecord: (r) => telemetry.connections.record(r),
   });
   observeHealth(telemetry.meter, bridge.health);

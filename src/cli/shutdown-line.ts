@@ -19,5 +19,7 @@ export function shutdownLine<T extends { readonly [K in keyof T]: number }>(summ
     `lost kernel events ${lost}${lost ? ` (${entries(summary.lostEvents, true)})` : ''}; ` +
     `correlator drops: ${entries(summary.correlatorDrops, true) || 'none'}; ` +
     (summary.serviceLookupsFailed ? `service lookups failed: ${entries(summary.serviceLookupsFailed, true) || 'none'}; ` : '') +
-    `spans dropped: ${entries(summary.dropped, true) || 'none'}`;
+    `spans dropped: ${entries(summary.dropped, true) || 'none'}` +
+    // said only when it happened: a cgroup without a path is a span without container.id, not a loss
+    (Object.values(summary.attributionMisses).some((n) => n > 0) ? `; cgroup lookups missed: ${entries(summary.attributionMisses, true)}` : '');
 }

@@ -18,7 +18,7 @@ export interface TcpspanConfig {
     readonly lingerMs: number;
     readonly maxPendingSynAcks: number;
   };
-  readonly attribution: { readonly serviceFromProcess: boolean };
+  readonly attribution: { readonly cgroups: boolean; readonly serviceFromProcess: boolean };
   readonly export: {
     readonly traces: TracesExporter;
     readonly metrics: MetricsExporter;
@@ -190,6 +190,10 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
     maxPendingSynAcks: int('SYN-ACK retransmit tuples kept while waiting for their server socket.', 4096, { min: 1 }),
   },
   attribution: {
+    cgroups: {
+      doc: 'Give spans container.id and k8s.pod.uid, read from the path of the socket\'s cgroup v2 (Docker, containerd, CRI-O, Podman and kubelet cgroup names), found by walking the cgroup v2 mount (at most once a second, when an unknown cgroup appears).',
+      format: 'tcpspan-boolean', default: true, env: 'TCPSPAN_ATTRIBUTION_CGROUPS',
+    },
     serviceFromProcess: {
       doc: "Put each span under the service its process names: OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, " +
         "read from /proc/PID/environ (nothing else is kept); spans of other processes keep service.name. Needs the host's PID " +

@@ -73,6 +73,8 @@ export class Conn {
   segsOut = 0;
   pid = 0;
   comm = '';
+  /** the socket's cgroup v2 id; 0: unknown */
+  cgroupId = 0;
   /** first state left, then [code, ts, 0] per transition (span-events.ts) */
   firstFrom = 0;
   trans: readonly number[] = NO_TRANSITIONS;
@@ -160,6 +162,7 @@ export function applyLife(c: Conn, e: KernelEvent): void {
     c.pid = e.pid;
     c.comm = e.comm;
   }
+  if (e.cgroupId !== 0) c.cgroupId = e.cgroupId;
   if ((f & EventFlag.Isn) !== 0 && (c.flags & F_HAS_ISN) === 0) {
     c.flags |= F_HAS_ISN;
     c.isnLocal = e.isnLocal | 0;

@@ -79,8 +79,14 @@ export interface ConnectionRecord {
   /** segments sent / received, control segments and retransmissions included (segs_out, segs_in) */
   segmentsSent: number | undefined;
   segmentsReceived: number | undefined;
+  /** the process that accepted (server) or connected (client), else the first to close it */
   pid: number | undefined;
   executableName: string | undefined;
+  /** the socket's cgroup v2 id (its directory's inode number), set by the kernel when the socket was made */
+  cgroupId: number | undefined;
+  /** container.id and k8s.pod.uid from that cgroup's path: filled by the attribution stage (src/attribute/) */
+  containerId: string | undefined;
+  podUid: string | undefined;
   /** open when tcpspan started: its start was never seen */
   openBeforeStart: boolean;
   /** the kernel lost events while this connection was tracked, or before its first event */

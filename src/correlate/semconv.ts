@@ -22,6 +22,18 @@ export const ATTR_PROCESS_PID = 'process.pid' as const;
 export const ATTR_PROCESS_EXECUTABLE_NAME = 'process.executable.name' as const;
 
 /**
+ * Container ID: the runtime's id of the container (for Docker and containerd, 64 hex digits).
+ * @experimental incubating in the OpenTelemetry semantic conventions.
+ */
+export const ATTR_CONTAINER_ID = 'container.id' as const;
+
+/**
+ * The UID of the Pod.
+ * @experimental incubating in the OpenTelemetry semantic conventions.
+ */
+export const ATTR_K8S_POD_UID = 'k8s.pod.uid' as const;
+
+/**
  * The state of the socket connection (values below).
  * @experimental incubating in the OpenTelemetry semantic conventions.
  */

@@ -21,8 +21,10 @@
  * | `network.peer.address`       | string  |      | the other end's address, as this host sees it (after NAT) |
  * | `network.peer.port`          | int     |      | the other end's port |
  * | `error.type`*                | string  |      | with status error: the errno name (`ECONNREFUSED`, `ETIMEDOUT`, `ECONNRESET`, ...), else the close reason |
- * | `process.pid`*               | int     |      | the process that connected or closed (first seen in process context) (incubating) |
- * | `process.executable.name`*   | string  |      | that process's executable name (incubating) |
+ * | `process.pid`*               | int     |      | client: the process that connected; server: the process that accepted (else the first to close it) (incubating) |
+ * | `process.executable.name`*   | string  |      | that process's executable name, ≤ 15 bytes (incubating) |
+ * | `container.id`*              | string  |      | the container the socket's cgroup belongs to (Docker, containerd, CRI-O, Podman cgroup names) (incubating) |
+ * | `k8s.pod.uid`*               | string  |      | the Kubernetes pod that cgroup belongs to (kubepods slices or `pod<uid>` directories) (incubating) |
  * | `tcp.close.reason`           | string  |      | `fin`, `reset_received`, `reset_sent`, `refused`, `timeout`, `aborted`, `incomplete` |
  * | `tcp.close.initiator`*       | string  |      | `local` or `peer`: whose FIN (else RST, refusal, timeout) started the end; absent when both FINs crossed or unknown |
  * | `tcp.handshake.duration`*    | double  | s    | client: SYN sent to ESTABLISHED; server: SYN arrived to ESTABLISHED |
@@ -42,6 +44,15 @@
  * | `tcpspan.kernel_events_lost`*| boolean |      | true: the kernel dropped events while this connection was tracked |
  * | `tcpspan.evicted`*           | boolean |      | true: ended early (incomplete) to bound tcpspan's memory |
  * | `tcpspan.retransmits.failed`*| int     |      | retransmit attempts the kernel did not send (e.g. EBUSY: the segment was still queued) |
+ *
+ * Sources and cost (README, "Who used each connection"): `process.*` are taken in the kernel in
+ * process context only: connect (SYN_SENT), accept (syscalls:sys_exit_accept4 / sys_exit_accept,
+ * once per accepted connection), else close (FIN_WAIT1, LAST_ACK); io_uring accepts and sockets
+ * passed to other processes (SCM_RIGHTS, fork) keep the accepter or connecter, or none.
+ * `container.id` and `k8s.pod.uid` come from the path of the socket's cgroup v2, whose id the
+ * kernel records once per life (three loads); src/attribute/ turns the id into a path (a cached
+ * walk of the cgroup2 mount, at most once a second for an unknown id) and reads the ids from the
+ * runtime's and kubelet's cgroup names (container-id.ts); off with attribution.cgroups=false.
  *
  * Span events (at most maxEventsPerSpan; the rest counted in droppedEventsCount):
  *
@@ -143,6 +154,8 @@ export function toSpanData(rec: ConnectionRecord, off: EpochOffset): SpanData {
   if (isError) a['error.type'] = rec.errorName ?? rec.closeReason;
   if (rec.pid !== undefined) a['process.pid'] = rec.pid;
   if (rec.executableName !== undefined) a['process.executable.name'] = rec.executableName;
+  if (rec.containerId !== undefined) a['container.id'] = rec.containerId;
+  if (rec.podUid !== undefined) a['k8s.pod.uid'] = rec.podUid;
   if (rec.closeInitiator !== undefined) a['tcp.close.initiator'] = rec.closeInitiator;
   if (rec.handshakeNs !== undefined) a['tcp.handshake.duration'] = rec.handshakeNs / 1e9;
   if (rec.rtt !== undefined) {

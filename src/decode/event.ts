@@ -117,6 +117,8 @@ export interface KernelEvent {
   isnPeer: number;
   pid: number;
   comm: string;
+  /** the socket's cgroup v2 id (its directory's inode number); 0: unknown */
+  cgroupId: number;
 }
 
 export function newKernelEvent(): KernelEvent {
@@ -126,7 +128,7 @@ export function newKernelEvent(): KernelEvent {
     startNs: 0, transNs: new Array<number>(MAX_TRANSITIONS).fill(0), transState: new Array<number>(MAX_TRANSITIONS).fill(0),
     nTrans: 0, firstOldstate: 0, bytesAcked: 0, bytesReceived: 0, rttSumUs: 0, rttCount: 0, rttMinUs: 0, rttMaxUs: 0,
     srttUs: 0, segsIn: 0, segsOut: 0, totalRetrans: 0, retransSegs: 0, retransFailed: 0, isnLocal: 0, isnPeer: 0,
-    pid: 0, comm: '',
+    pid: 0, comm: '', cgroupId: 0,
   };
 }
 
@@ -165,6 +167,7 @@ const wSrtt = W(C.srtt_us), wSegsIn = W(C.segs_in), wSegsOut = W(C.segs_out), wT
 const wRetransSegs = W(C.retrans_segs), wRetransFailed = W(C.retrans_failed), wIsnL = W(C.isn_local);
 const wIsnP = W(C.isn_peer), wPid = W(C.pid), wConnError = W(C.error), bTransState = C.trans_state.offset;
 const bFirstOld = C.first_oldstate.offset, bNTrans = C.n_trans.offset, wComm = W(C.comm), bComm = C.comm.offset;
+const wCgroup = W(C.cgroup_id);
 
 /** The 64-bit field at 32-bit word `i` (little-endian), as a Number: exact below 2^53. */
 function u64(u32: Uint32Array, i: number): number {
@@ -231,6 +234,7 @@ function decodeConn(m: RecordMemory, off: number, out: KernelEvent): void {
   out.bytesAcked = u64(u32, w + wAcked);
   out.bytesReceived = u64(u32, w + wRecv);
   out.rttSumUs = u64(u32, w + wRttSum);
+  out.cgroupId = u64(u32, w + wCgroup);
   out.rttCount = u32[w + wRttCount]!;
   out.rttMinUs = u32[w + wRttMin]!;
   out.rttMaxUs = u32[w + wRttMax]!;

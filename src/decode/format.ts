@@ -81,6 +81,7 @@ export function eventToJson(e: KernelEvent, clock: Clock): Record<string, unknow
     out['pid'] = e.pid;
     out['comm'] = e.comm;
   }
+  if (e.cgroupId) out['cgroup_id'] = e.cgroupId;
   out['start_ns'] = e.startNs;
   if (e.flags & EventFlag.SynSockops) out['start'] = 'syn_sockops';
   else if (e.flags & EventFlag.SynRtt) out['start'] = 'syn_rtt';

@@ -4,6 +4,7 @@ import { createRingPoller, type RingPoller } from '../capture/ring-poller.js';
 import { decodeEvent, EventFlag, isConnRecord, newKernelEvent, type RecordMemory } from '../decode/event.js';
 import { createCorrelator, type Correlator, type CorrelatorOptions } from '../correlate/correlator.js';
 import type { ConnectionRecord } from '../correlate/connection-record.js';
+import type { Attributor } from '../attribute/cgroup-attribution.js';
 import { epochOffset, toSpanData, type EpochOffset, type SpanData } from '../correlate/span-data.js';
 import type { Clock } from '../decode/format.js';
 import type { HealthSources } from '../export/bridge-metrics.js';
@@ -33,6 +34,8 @@ export interface BridgeOptions {
    * short-lived process is read while it lives, and again (from its cache) at emission.
    */
   services?: ProcessServices;
+  /** Fills container.id and k8s.pod.uid before a record becomes a span; none: not attributed. */
+  attributor?: Attributor;
   /** Called for each finished connection end (metrics). */
   onRecord?: (rec: ConnectionRecord) => void;
   /** How often the kernel's loss counters are read. */
@@ -51,6 +54,8 @@ export interface BridgeSummary {
   correlatorDrops: Record<string, number>;
   /** reads of /proc/PID/environ that failed, by reason (non-zero ones); absent without attribution */
   serviceLookupsFailed?: Record<string, number>;
+  /** cgroup lookups that found no path, by reason (spans go out without container.id) */
+  attributionMisses: Record<string, number>;
 }
 
 export interface Bridge {
@@ -160,6 +165,7 @@ class RingBridge implements Bridge {
 
   private _emit(rec: ConnectionRecord): void {
     this._spans++;
+    this._opts.attributor?.attribute(rec);
     const span = toSpanData(rec, this._epoch);
     if (this._opts.services !== undefined && rec.pid !== undefined) {
       const service = this._opts.services.lookup(rec.pid);
@@ -206,6 +212,7 @@ class RingBridge implements Bridge {
       exported: Object.fromEntries(sinks.map((s) => [s.name, s.exported()])),
       dropped: this._dropped(),
       correlatorDrops: nonZero(this._correlator.stats().dropped),
+      attributionMisses: this._opts.attributor?.misses() ?? {},
     };
     if (this._opts.services !== undefined) summary.serviceLookupsFailed = nonZero(this._opts.services.stats().failed);
     capture.close();
