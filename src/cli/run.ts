@@ -7,6 +7,7 @@ import { openCapture } from '../capture/probes.js';
 import { createClock } from '../decode/format.js';
 import { createBridge } from '../pipeline/bridge.js';
 import { createConsoleSink, createExporterSink, SCOPE, type ExporterSink } from '../pipeline/sinks.js';
+import { createSampler } from '../pipeline/sampler.js';
 import type { SpanSink } from '../pipeline/bridge.js';
 import { createTelemetry } from '../export/telemetry.js';
 import { observeHealth } from '../export/bridge-metrics.js';
@@ -111,12 +112,18 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
     await telemetry.shutdown();
     throw err;
   }
-  const bridge = createBridge({ capture, clock: createClock(), correlator: cfg.correlator, sinks, onRecord: (r) => telemetry.connections.record(r) });
+  // ratio 1: no sampler, every end becomes a span (and carries no tracestate)
+  const sampler = cfg.sampling.ratio < 1 ? createSampler(cfg.sampling) : undefined;
+  const bridge = createBridge({
+    capture, clock: createClock(), correlator: cfg.correlator, sinks, onRecord: (r) => telemetry.connections.record(r),
+    ...(sampler && { sampler }),
+  });
   observeHealth(telemetry.meter, bridge.health);
   const stopped = new Promise<void>((resolve) => onShutdownSignal(resolve));
   bridge.start();
   setPhase('running');
   say(`running: ${capture.programs.filter((p) => p.attached).length} programs attached; spans to ${sinks.map((s) => s.name).join(', ') || 'nowhere'}` +
+    `${sampler ? ` (sampling: ${cfg.sampling.ratio} of healthy connections, every failure)` : ''}` +
     `${metricsMode === 'otlp' ? `; metrics to ${x.metricsEndpoint}` : ''}${healthAddress ? `; health on http://${healthAddress}` : ''}; SIGINT or SIGTERM to stop`);
   await stopped;
   setPhase('stopping');

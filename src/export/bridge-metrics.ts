@@ -13,6 +13,8 @@ export interface HealthSources {
   correlatorDrops(): Record<string, number>;
   spansExported(): number;
   spansDropped(): Record<string, number>;
+  /** ends sampling left out: not a loss, so not among the drops */
+  spansSampledOut(): number;
 }
 
 export function observeHealth(meter: Meter, health: HealthSources): void {
@@ -29,6 +31,7 @@ export function observeHealth(meter: Meter, health: HealthSources): void {
   counter('tcpspan.events.dropped', (r) => observeByReason(r, health.correlatorDrops()));
   counter('tcpspan.spans.exported', (r) => r.observe(health.spansExported()));
   counter('tcpspan.spans.dropped', (r) => observeByReason(r, health.spansDropped()));
+  counter('tcpspan.spans.sampled_out', (r) => r.observe(health.spansSampledOut()));
 }
 
 function observeByReason(r: ObservableResult, byReason: Record<string, number>): void {
