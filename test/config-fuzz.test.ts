@@ -100,6 +100,9 @@ function randomArgv(rng: Rng): string[] {
   return argv;
 }
 
+/** The keys whose numbers are not integers: fractions from 0 to 1. */
+const FRACTIONS = new Set(['sampling.ratio']);
+
 /** Every leaf of a loaded configuration has the type of its default; the whole is frozen. */
 function assertValid(cfg: TcpspanConfig): void {
   const leaves = (o: object, prefix = ''): [string, unknown][] => Object.entries(o).flatMap(([k, v]) =>
@@ -110,7 +113,7 @@ function assertValid(cfg: TcpspanConfig): void {
     const def = DOCS.find((d) => d.key === k)!.default;
     assert.equal(Array.isArray(v), Array.isArray(def), k);
     assert.equal(typeof v, typeof def, k);
-    if (typeof v === 'number') assert.ok(Number.isSafeInteger(v), `${k} = ${v}`);
+    if (typeof v === 'number') assert.ok(FRACTIONS.has(k) ? v >= 0 && v <= 1 : Number.isSafeInteger(v), `${k} = ${v}`);
     if (typeof v === 'object' && v !== null) assert.ok(Object.isFrozen(v), `${k} is not frozen`);
   }
   const frozen = (o: object): boolean => Object.isFrozen(o) && Object.values(o).every((v) => typeof v !== 'object' || v === null || frozen(v));

@@ -87,6 +87,12 @@ describe('loadConfig', () => {
       assert.deepEqual([x.otlpEndpoint, x.tracesEndpoint, x.metricsEndpoint], ['https://flag:4317', 'https://flag:4317', 'https://flag:4317']);
     });
 
+    it('should take sampling.ratio from TCPSPAN_SAMPLING_RATIO, and --sampling-ratio over it', () => {
+      assert.deepEqual(loadConfig({}, { TCPSPAN_SAMPLING_RATIO: ' 0.25 ', TCPSPAN_SAMPLING_KEEP_SLOWER_THAN_MS: '0' }).sampling, { ratio: 0.25, keepSlowerThanMs: 0 });
+      assert.equal(loadConfig({ 'sampling-ratio': '1e-3' }, { TCPSPAN_SAMPLING_RATIO: '0.25' }).sampling.ratio, 0.001);
+      assert.equal(loadConfig({ 'sampling-ratio': '0' }, {}).sampling.ratio, 0);
+    });
+
     it('should take health.listen from TCPSPAN_HEALTH_LISTEN, IPv6 in brackets', () => {
       assert.equal(loadConfig({}, { TCPSPAN_HEALTH_LISTEN: ' 127.0.0.1:13135 ' }).health.listen, '127.0.0.1:13135');
       assert.equal(loadConfig({}, { TCPSPAN_HEALTH_LISTEN: '[::1]:13135' }).health.listen, '[::1]:13135');
@@ -112,6 +118,7 @@ describe('loadConfig', () => {
     const CIDRS = /expected a list of up to 16 addresses or CIDRs such as 10\.0\.0\.0\/8 or fd00::\/64/;
     const URL_FORM = /expected an http:\/\/ or https:\/\/ URL such as http:\/\/localhost:4317, or ''$/;
     const LISTEN = /expected host:port such as 127\.0\.0\.1:13135 or \[::1\]:13135, or ''$/;
+    const RATIO = /expected a number from 0 to 1, such as 0\.1$/;
     const seventeen = Array.from({ length: 17 }, (_, i) => i + 1);
     // key, bad value, where it comes from, what the line must say after "(from …): "
     const CASES: [string, unknown, Source, RegExp][] = [
@@ -137,6 +144,14 @@ describe('loadConfig', () => {
       ['correlator.lingerMs', 10001, 'file', /expected an integer from 0 to 10000$/],
       ['correlator.lingerMs', -1, 'file', /expected an integer from 0 to 10000$/],
       ['correlator.maxPendingSynAcks', '4k', 'file', /expected an integer of at least 1$/],
+      ['sampling.ratio', 1.5, 'file', RATIO],
+      ['sampling.ratio', true, 'file', RATIO],
+      ['sampling.ratio', '10%', 'env TCPSPAN_SAMPLING_RATIO', RATIO],
+      ['sampling.ratio', 'NaN', 'env TCPSPAN_SAMPLING_RATIO', RATIO],
+      ['sampling.ratio', '-0.1', 'flag', RATIO],
+      ['sampling.ratio', '1/10', 'flag', RATIO],
+      ['sampling.keepSlowerThanMs', -1, 'file', /expected an integer from 0 to 3600000$/],
+      ['sampling.keepSlowerThanMs', '0.5', 'env TCPSPAN_SAMPLING_KEEP_SLOWER_THAN_MS', /expected an integer from 0 to 3600000$/],
       ['export.traces', 'jaeger', 'file', /expected one of auto, otlp, console, none$/],
       ['export.traces', 'zipkin', 'env OTEL_TRACES_EXPORTER', /'zipkin' is not supported by tcpspan; expected one of otlp, console, none$/],
       ['export.traces', 'auto', 'env OTEL_TRACES_EXPORTER', /: expected one of otlp, console, none$/],
@@ -332,7 +347,7 @@ describe('configDocs', () => {
     const envs = configDocs().flatMap((d) => (d.env ? [d.env] : []));
     assert.equal(new Set(envs).size, envs.length);
     assert.deepEqual(configDocs().filter((d) => d.flags.length).map((d) => [d.key, ...d.flags]), [
-      ['filter.ports', '--port'], ['filter.addrs', '--addr'], ['export.traces', '--console'],
+      ['filter.ports', '--port'], ['filter.addrs', '--addr'], ['sampling.ratio', '--sampling-ratio'], ['export.traces', '--console'],
       ['export.otlpEndpoint', '--otlp-endpoint'], ['export.tracesEndpoint', '--otlp-endpoint'], ['export.metricsEndpoint', '--otlp-endpoint'],
       ['export.tracesFile', '--traces-file'],
     ]);

@@ -24,6 +24,8 @@ function span(i: number, over: Partial<SpanData> = {}): SpanData {
     traceId: (0x4bf92f3577b34da6a3ce929d0e0e0000n + BigInt(i)).toString(16).padStart(32, '0'),
     spanId: (0x00f067aa0ba90000n + BigInt(i)).toString(16).padStart(16, '0'),
     ...(i % 3 === 1 ? { parentSpanId: 'b7ad6b7169203331' } : {}),
+    // kept by sampling (pipeline/sampler.ts): by a rule, or by the ratio
+    ...(i % 4 === 2 ? { traceState: i % 8 === 2 ? 'ot=th:0' : 'ot=th:e666666666666' } : {}),
     startTime: toHrTime(t), endTime: toHrTime(t + 48_211_500n + BigInt(i)),
     attributes: {
       'network.transport': 'tcp', 'network.local.address': i % 2 ? '2001:db8::1' : '10.0.0.1', 'network.local.port': 40_000 + i,
@@ -55,6 +57,7 @@ describe('OTLP trace encoder', () => {
     assert.equal(decoded[7]!.startTimeUnixNano, T0 + 7n * 1_000_003n);
     assert.equal(decoded[7]!.attributes['tcpspan.socket.cookie'], 2 ** 53 - 8);
     assert.equal(decoded[7]!.attributes['tcp.retransmits.delta'], -10);
+    assert.deepEqual([2, 6, 7].map((i) => decoded[i]!.traceState), ['ot=th:0', 'ot=th:e666666666666', '']);
   });
 
   it('should write a span larger than the first buffer, and one with nothing optional', () => {

@@ -29,6 +29,13 @@ describe('shutdownLine', () => {
     assert.match(shutdownLine({ ...quiet, serviceLookupsFailed: { gone: 3, denied: 1 } }, counters), /; service lookups failed: gone 3, denied 1; spans dropped: none$/);
   });
 
+  it('should show the ends sampling left out beside the spans, not among the drops', () => {
+    assert.equal(shutdownLine({ ...quiet, spans: 2000, sampledOut: 1790, exported: { otlp: 210 } }, counters),
+      'stopped: 10 kernel events, 2000 spans, 1790 sampled out (otlp 210); kernel counters: submitted 10, ringbuf_full 0, sock_map_full 0, syn_map_full 0; ' +
+      'lost kernel events 0; correlator drops: none; spans dropped: none');
+    assert.match(shutdownLine({ ...quiet, sampledOut: 0 }, counters), /^stopped: 10 kernel events, 2 spans, 0 sampled out \(otlp 2\);/);
+  });
+
   it('should show a counter it has never heard of', () => {
     assert.match(shutdownLine(quiet, { ...counters, rareEventsTruncated: 5, late_close: 1 }),
       /kernel counters: submitted 10, ringbuf_full 0, sock_map_full 0, syn_map_full 0, rare_events_truncated 5, late_close 1;/);

@@ -27,6 +27,7 @@ const TCPSPAN_ENV = [
   'OTEL_BSP_MAX_QUEUE_SIZE', 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 'OTEL_BSP_SCHEDULE_DELAY', 'OTEL_BSP_EXPORT_TIMEOUT',
   'OTEL_METRIC_EXPORT_INTERVAL', 'TCPSPAN_PORTS', 'TCPSPAN_ADDRS', 'TCPSPAN_NETNS', 'TCPSPAN_RING_BUFFER_BYTES',
   'TCPSPAN_HEALTH_LISTEN', 'TCPSPAN_SERVICE_FROM_PROCESS',
+  'TCPSPAN_HEALTH_LISTEN', 'TCPSPAN_SAMPLING_RATIO', 'TCPSPAN_SAMPLING_KEEP_SLOWER_THAN_MS',
 ] as const;
 
 type InstrumentType = 'histogram' | 'counter' | 'updowncounter' | 'gauge';
@@ -55,6 +56,7 @@ const TCPSPAN_METRICS: MetricDoc[] = [
   { name: 'tcpspan.spans.exported', unit: '{span}', type: 'counter', attributes: [] },
   { name: 'tcpspan.spans.dropped', unit: '{span}', type: 'counter', attributes: ['reason'] },
   { name: 'tcpspan.service.lookups.failed', unit: '{lookup}', type: 'counter', attributes: ['reason'] },
+  { name: 'tcpspan.spans.sampled_out', unit: '{span}', type: 'counter', attributes: [] },
 ];
 
 /**
@@ -76,6 +78,7 @@ const PROMETHEUS_FAMILIES: Record<string, string> = {
   'tcpspan.spans.exported': 'tcpspan_spans_exported_total',
   'tcpspan.spans.dropped': 'tcpspan_spans_dropped_total',
   'tcpspan.service.lookups.failed': 'tcpspan_service_lookups_failed_total',
+  'tcpspan.spans.sampled_out': 'tcpspan_spans_sampled_out_total',
 };
 
 // ---------------------------------------------------------------- OTel -> Prometheus names

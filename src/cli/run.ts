@@ -8,6 +8,7 @@ import { createClock } from '../decode/format.js';
 import { createBridge } from '../pipeline/bridge.js';
 import { createCgroupAttributor } from '../attribute/cgroup-attribution.js';
 import { createConsoleSink, createExporterSink, SCOPE, type ExporterSink } from '../pipeline/sinks.js';
+import { createSampler } from '../pipeline/sampler.js';
 import type { SpanSink } from '../pipeline/bridge.js';
 import { createTelemetry } from '../export/telemetry.js';
 import { observeHealth } from '../export/bridge-metrics.js';
@@ -131,9 +132,12 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
     throw err;
   }
   const services = processServices(cfg);
+  // ratio 1: no sampler, every end becomes a span (and carries no tracestate)
+  const sampler = cfg.sampling.ratio < 1 ? createSampler(cfg.sampling) : undefined;
   const bridge = createBridge({
     capture, clock: createClock(), correlator: cfg.correlator, sinks, ...(services && { services }),
     ...(cfg.attribution.cgroups && { attributor: createCgroupAttributor() }),
+    ...(sampler && { sampler }),
     onRecord: (r) => telemetry.connections.record(r),
   });
   observeHealth(telemetry.meter, bridge.health);
@@ -141,6 +145,7 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
   bridge.start();
   setPhase('running');
   say(`running: ${capture.programs.filter((p) => p.attached).length} programs attached; spans to ${sinks.map((s) => s.name).join(', ') || 'nowhere'}` +
+    `${sampler ? ` (sampling: ${cfg.sampling.ratio} of healthy connections, every failure)` : ''}` +
     `${metricsMode === 'otlp' ? `; metrics to ${x.metricsEndpoint}` : ''}${healthAddress ? `; health on http://${healthAddress}` : ''}; SIGINT or SIGTERM to stop`);
   await stopped;
   setPhase('stopping');

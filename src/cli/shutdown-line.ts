@@ -1,6 +1,6 @@
-// The line `tcpspan run` prints when it stops: what it handled, every kernel counter by name,
-// and every reason anything was lost or dropped. Written over names, so a new counter or drop
-// reason appears here without a change.
+// The line `tcpspan run` prints when it stops: what it handled (with sampling, how many ends it
+// left out), every kernel counter by name, and every reason anything was lost or dropped.
+// Written over names, so a new counter or drop reason appears here without a change.
 import type { BridgeSummary } from '../pipeline/bridge.js';
 
 /** The name a counter is shown under: ringbufFull becomes ringbuf_full; snake_case names stay. */
@@ -14,7 +14,9 @@ const entries = (counts: Readonly<Record<string, number>>, nonZeroOnly: boolean)
 /** `kernelCounters`: the capture's readCounters() as the bridge left it; every one is shown, zero or not. */
 export function shutdownLine<T extends { readonly [K in keyof T]: number }>(summary: BridgeSummary, kernelCounters: T): string {
   const lost = Object.values(summary.lostEvents).reduce((a, b) => a + b, 0);
-  return `stopped: ${summary.kernelEvents} kernel events, ${summary.spans} spans (${entries(summary.exported, false) || 'none exported'}); ` +
+  // sampled out is no loss: beside the spans, not among the drops
+  const sampled = summary.sampledOut !== undefined ? `, ${summary.sampledOut} sampled out` : '';
+  return `stopped: ${summary.kernelEvents} kernel events, ${summary.spans} spans${sampled} (${entries(summary.exported, false) || 'none exported'}); ` +
     `kernel counters: ${entries(kernelCounters as Record<string, number>, false) || 'none'}; ` +
     `lost kernel events ${lost}${lost ? ` (${entries(summary.lostEvents, true)})` : ''}; ` +
     `correlator drops: ${entries(summary.correlatorDrops, true) || 'none'}; ` +

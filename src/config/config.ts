@@ -6,7 +6,7 @@ import { parseCidr } from '../capture/filter.js';
 import { DEFAULT_RING_BYTES, MAX_RING_BYTES, MIN_RING_BYTES } from '../capture/ring-size.js';
 import { DEFAULT_MAX_SOCKETS } from '../capture/lives-map.js';
 import { MAX_CIDRS, MAX_PORTS } from '../decode/wire-layout.js';
-import { flagSettings, flagsForKey, type FlagValues } from './flags.js';
+import { DECIMAL, flagSettings, flagsForKey, type FlagValues } from './flags.js';
 
 export interface TcpspanConfig {
   // Arrays are frozen at run time too; they are typed mutable so callers can pass them on.
@@ -19,6 +19,7 @@ export interface TcpspanConfig {
     readonly maxPendingSynAcks: number;
   };
   readonly attribution: { readonly cgroups: boolean; readonly serviceFromProcess: boolean };
+  readonly sampling: { readonly ratio: number; readonly keepSlowerThanMs: number };
   readonly export: {
     readonly traces: TracesExporter;
     readonly metrics: MetricsExporter;
@@ -72,6 +73,7 @@ type Item = convict.SchemaObj & Bounds & { values?: readonly string[] };
 
 const INT = /^[+-]?\d+$/;
 const toInt = (s: string): unknown => (INT.test(s.trim()) ? Number(s.trim()) : s);
+const toNumber = (s: string): unknown => (DECIMAL.test(s.trim()) ? Number(s.trim()) : s);
 const splitList = (s: string): string[] => s.split(',').map((p) => p.trim()).filter((p) => p !== '');
 
 function rangeText({ min, max }: Bounds): string {
@@ -94,6 +96,10 @@ const FORMATS: Record<string, { validate(v: unknown, item: Item): void; coerce?(
     validate: (v, item) => expect(Number.isSafeInteger(v) && (v as number) > 0 && ((v as number) & ((v as number) - 1)) === 0 &&
       (v as number) >= (item.min ?? 1) && (v as number) <= (item.max ?? 2 ** 30), `a power of two ${rangeText(item)}`),
     coerce: toInt,
+  },
+  'tcpspan-ratio': {
+    validate: (v) => expect(typeof v === 'number' && v >= 0 && v <= 1, 'a number from 0 to 1, such as 0.1'),
+    coerce: toNumber,
   },
   'tcpspan-boolean': {
     validate: (v) => expect(typeof v === 'boolean', 'true or false'),
@@ -200,6 +206,15 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
         "namespace; other users' processes need CAP_DAC_READ_SEARCH.",
       format: 'tcpspan-boolean', default: true, env: 'TCPSPAN_SERVICE_FROM_PROCESS',
     },
+  sampling: {
+    ratio: {
+      doc: 'Share of healthy connections whose spans are kept (1: all, sampling off). Chosen from the trace id ' +
+        '(kept when its low 56 bits >= (1 - ratio) * 2^56, as TraceIdRatioBased), so both ends and two hosts agree. ' +
+        'Ends with status ERROR, a retransmit or a handshake slower than sampling.keepSlowerThanMs are always kept; metrics count every end.',
+      format: 'tcpspan-ratio', default: 1, env: 'TCPSPAN_SAMPLING_RATIO',
+    },
+    keepSlowerThanMs: int('With sampling: keep every end whose handshake (SYN to ESTABLISHED) took longer than this, whatever the ratio (0: no such rule).',
+      200, { min: 0, max: 3_600_000 }, 'TCPSPAN_SAMPLING_KEEP_SLOWER_THAN_MS'),
   },
   export: {
     traces: {

@@ -51,6 +51,9 @@ export interface FlagSpec {
   readonly sets?: { readonly keys: readonly string[]; readonly value?: (given: Given) => unknown };
 }
 
+/** A decimal number as typed (`0.1`, `1`, `.5`, `1e-3`): such text becomes a Number; other text stays for the schema to refuse. */
+export const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
 export const FLAGS = [
   {
     name: 'port', value: 'N', repeatable: true, commands: ['run', 'events'],
@@ -80,6 +83,12 @@ export const FLAGS = [
       "Collector's file exporter and `otlpjsonfile` receiver); `-` for stdout. Whole lines only: a write that fails " +
       'part way (a full disk) is cut off again, retried, then counted as dropped. A path it cannot append to is refused at start',
     sets: { keys: ['export.tracesFile'] },
+  },
+  {
+    name: 'sampling-ratio', value: 'RATIO', commands: ['run'],
+    help: 'keep this share (0 to 1) of healthy connections, chosen from the trace id so both ends agree; ' +
+      'failures, retransmits and slow handshakes are always kept, and metrics count every connection',
+    sets: { keys: ['sampling.ratio'], value: (given) => (DECIMAL.test(given as string) ? Number(given) : given) },
   },
   {
     name: 'console', commands: ['run'],

@@ -86,6 +86,8 @@ export interface SpanData {
   spanId: string;
   /** present on server spans only */
   parentSpanId?: string;
+  /** W3C tracestate, present when sampling kept the span (`ot=th:…`, pipeline/sampler.ts) */
+  traceState?: string;
   startTime: HrTime;
   endTime: HrTime;
   attributes: Record<string, AttributeValue>;
@@ -130,8 +132,8 @@ export function monoToHrTime(mono: number, off: EpochOffset): HrTime {
   return [off.sec + s, t - s * 1e9];
 }
 
-/** The span of one connection end. */
-export function toSpanData(rec: ConnectionRecord, off: EpochOffset): SpanData {
+/** The span of one connection end; `traceState` when sampling kept it. */
+export function toSpanData(rec: ConnectionRecord, off: EpochOffset, traceState?: string): SpanData {
   const isError = isErrorClose(rec.closeReason, rec.errno);
 
   // One literal with the attributes every span has, in a fixed order, then the optional
@@ -194,6 +196,7 @@ export function toSpanData(rec: ConnectionRecord, off: EpochOffset): SpanData {
       : { code: 'unset' },
   };
   if (rec.parentSpanId !== undefined) span.parentSpanId = rec.parentSpanId;
+  if (traceState !== undefined) span.traceState = traceState;
   return span;
 }
 

@@ -15,6 +15,8 @@ export interface HealthSources {
   spansDropped(): Record<string, number>;
   /** reads of /proc/PID/environ that failed, by reason (empty without attribution) */
   serviceLookupsFailed(): Record<string, number>;
+  /** ends sampling left out: not a loss, so not among the drops */
+  spansSampledOut(): number;
 }
 
 export function observeHealth(meter: Meter, health: HealthSources): void {
@@ -32,6 +34,7 @@ export function observeHealth(meter: Meter, health: HealthSources): void {
   counter('tcpspan.spans.exported', (r) => r.observe(health.spansExported()));
   counter('tcpspan.spans.dropped', (r) => observeByReason(r, health.spansDropped()));
   counter('tcpspan.service.lookups.failed', (r) => observeByReason(r, health.serviceLookupsFailed()));
+  counter('tcpspan.spans.sampled_out', (r) => r.observe(health.spansSampledOut()));
 }
 
 function observeByReason(r: ObservableResult, byReason: Record<string, number>): void {

@@ -271,6 +271,7 @@ function span(w: ProtoWriter, s: SpanData): void {
   const at = w.begin(2); // ScopeSpans.spans
   w.hex(1, s.traceId);
   w.hex(2, s.spanId);
+  if (s.traceState !== undefined) w.string(3, s.traceState);
   if (s.parentSpanId !== undefined) w.hex(4, s.parentSpanId);
   w.string(5, s.name);
   w.tag(6, VARINT);

@@ -5,7 +5,7 @@
 // the Span machinery (limits, processors, clock, ended checks) has anything to do,
 // and building one cost about three times as much per span on these machines.
 import { SpanKind, SpanStatusCode, TraceFlags, type SpanContext, type SpanStatus } from '@opentelemetry/api';
-import type { InstrumentationScope } from '@opentelemetry/core';
+import { TraceState, type InstrumentationScope } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace';
 import type { HrTime, SpanData } from '../correlate/span-data.js';
@@ -26,6 +26,7 @@ const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
  */
 export function toReadableSpan(d: SpanData, resource: Resource, scope: InstrumentationScope): ReadableSpan {
   const ctx: SpanContext = { traceId: d.traceId, spanId: d.spanId, traceFlags: TraceFlags.SAMPLED };
+  if (d.traceState !== undefined) ctx.traceState = traceState(d.traceState);
   const events: TimedEvent[] = new Array(d.events.length);
   for (let i = 0; i < d.events.length; i++) {
     const e = d.events[i]!;
@@ -55,6 +56,18 @@ export function toReadableSpan(d: SpanData, resource: Resource, scope: Instrumen
     droppedLinksCount: 0,
   };
   return span;
+}
+
+// a sampler writes one of two values: parsed once each
+const TRACE_STATES = new Map<string, TraceState>();
+
+function traceState(text: string): TraceState {
+  let ts = TRACE_STATES.get(text);
+  if (ts === undefined) {
+    if (TRACE_STATES.size >= 64) TRACE_STATES.clear();
+    TRACE_STATES.set(text, ts = new TraceState(text));
+  }
+  return ts;
 }
 
 function hrDuration(start: HrTime, end: HrTime): HrTime {

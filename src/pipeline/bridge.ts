@@ -1,4 +1,5 @@
-// The bridge: kernel ring -> decoder -> correlator -> attribution -> span sinks, and its orderly shutdown.
+// The bridge: kernel ring -> decoder -> correlator -> attribution -> (metrics, sampler) -> span
+// sinks, and its orderly shutdown.
 import type { Capture, Counters } from '../capture/probes.js';
 import { createRingPoller, type RingPoller } from '../capture/ring-poller.js';
 import { decodeEvent, EventFlag, isConnRecord, newKernelEvent, type RecordMemory } from '../decode/event.js';
@@ -9,6 +10,7 @@ import { epochOffset, toSpanData, type EpochOffset, type SpanData } from '../cor
 import type { Clock } from '../decode/format.js';
 import type { HealthSources } from '../export/bridge-metrics.js';
 import type { ProcessServices } from '../attribute/process-service.js';
+import type { Sampler } from './sampler.js';
 
 /** Where finished connections go: console, OTLP, a file. */
 export interface SpanSink {
@@ -36,8 +38,10 @@ export interface BridgeOptions {
   services?: ProcessServices;
   /** Fills container.id and k8s.pod.uid before a record becomes a span; none: not attributed. */
   attributor?: Attributor;
-  /** Called for each finished connection end (metrics). */
+  /** Called for each finished connection end (metrics), before sampling: every end is counted. */
   onRecord?: (rec: ConnectionRecord) => void;
+  /** Which ends become spans (sampling.ratio < 1); none: every end does. */
+  sampler?: Sampler;
   /** How often the kernel's loss counters are read. */
   lossCheckMs?: number;
   busyIntervalMs?: number;
@@ -48,7 +52,10 @@ export interface BridgeSummary {
   /** the kernel's counters at the end (Capture.readCounters) */
   kernelCounters: Counters;
   lostEvents: Record<string, number>;
+  /** connection ends finished, sampled out or not */
   spans: number;
+  /** of those, the ends sampling left out (no span made; not a loss); present when a sampler ran */
+  sampledOut?: number;
   exported: Record<string, number>;
   dropped: Record<string, number>;
   correlatorDrops: Record<string, number>;
@@ -117,6 +124,7 @@ class RingBridge implements Bridge {
       spansExported: () => this._opts.sinks.reduce((n, s) => n + s.exported(), 0),
       spansDropped: () => this._dropped(),
       serviceLookupsFailed: () => nonZero(this._opts.services?.stats().failed ?? {}),
+      spansSampledOut: () => this._opts.sampler?.sampledOut() ?? 0,
     };
   }
 
@@ -166,12 +174,19 @@ class RingBridge implements Bridge {
   private _emit(rec: ConnectionRecord): void {
     this._spans++;
     this._opts.attributor?.attribute(rec);
-    const span = toSpanData(rec, this._epoch);
+    this._opts.onRecord?.(rec); // the metrics count every end, sampled out or not
+    const sampler = this._opts.sampler;
+    let traceState: string | undefined;
+    if (sampler !== undefined) {
+      const reason = sampler.decide(rec);
+      if (reason === undefined) return; // sampled out (counted): no span is made
+      traceState = sampler.traceState(reason);
+    }
+    const span = toSpanData(rec, this._epoch, traceState);
     if (this._opts.services !== undefined && rec.pid !== undefined) {
       const service = this._opts.services.lookup(rec.pid);
       if (service !== undefined) span.serviceName = service;
     }
-    this._opts.onRecord?.(rec);
     for (const sink of this._opts.sinks) sink.accept(rec, span);
   }
 
@@ -209,6 +224,7 @@ class RingBridge implements Bridge {
       kernelCounters: counters,
       lostEvents: nonZero({ ringbuf_full: counters.ringbufFull, in_transit: Math.max(0, counters.submitted - this._received) }),
       spans: this._spans,
+      ...(this._opts.sampler && { sampledOut: this._opts.sampler.sampledOut() }),
       exported: Object.fromEntries(sinks.map((s) => [s.name, s.exported()])),
       dropped: this._dropped(),
       correlatorDrops: nonZero(this._correlator.stats().dropped),
