@@ -206,6 +206,7 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
         "namespace; other users' processes need CAP_DAC_READ_SEARCH.",
       format: 'tcpspan-boolean', default: true, env: 'TCPSPAN_SERVICE_FROM_PROCESS',
     },
+  },
   sampling: {
     ratio: {
       doc: 'Share of healthy connections whose spans are kept (1: all, sampling off). Chosen from the trace id ' +
