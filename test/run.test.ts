@@ -181,6 +181,28 @@ describe('tcpspan run', function () {
       [['SPAN_KIND_CLIENT', 'incomplete'], ['SPAN_KIND_SERVER', 'incomplete']]);
   });
 
+  it('should exit within its shutdown deadline against a collector that never answers, counting every span once', async () => {
+    receiver = await startOtlpReceiver({ delayMs: 60_000 });
+    server = await startServer(4, { reply: 3, closeDelayMs: 1 });
+    const dir = mkdtempSync(path.join(tmpdir(), 'tcpspan-run-'));
+    const config = path.join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ export: { shutdownTimeoutMs: 2000, metricIntervalMs: 500, batch: { maxExportBatchSize: 8 } } }));
+    try {
+      run = await startRun(['--config', config, '--port', String(server.port), '--otlp-endpoint', receiver.endpoint]);
+      await connectMany(4, server.port, 20); // 40 spans: one batch of 8 goes out and hangs, 32 wait behind it
+      await new Promise((r) => setTimeout(r, 500));
+      const t0 = Date.now();
+      assert.equal(await run.stop(), 0);
+      const took = Date.now() - t0;
+      assert.ok(took < 3000, `exit ${took} ms after SIGTERM; the deadline is 2000 ms`);
+      const line = run.stderr().split('\n').find((l) => l.startsWith('tcpspan: stopped:'))!;
+      assert.match(line, / 40 spans \(otlp 0\)/, line);
+      assert.match(line, /spans dropped: otlp:shutdown_deadline 32, otlp:shutdown_unconfirmed 8$/, line);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('should refuse a bad setting with one line naming it, before attaching anything', async () => {
     const child = spawn(process.execPath, [MAIN, 'run', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '' } });
     let err = '';

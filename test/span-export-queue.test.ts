@@ -168,7 +168,7 @@ const cookies = (spans: ReceivedSpan[]): number[] => spans.map((s) => s.attribut
 const range = (from: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + i);
 
 function drops(d: Partial<Record<SpanDropReason, number>> = {}): Record<SpanDropReason, number> {
-  return { queue_full: 0, export_failed: 0, shutdown_deadline: 0, ...d };
+  return { queue_full: 0, export_failed: 0, shutdown_deadline: 0, shutdown_unconfirmed: 0, ...d };
 }
 
 const BASE: SpanExportQueueOptions = {
@@ -449,6 +449,22 @@ describe('SpanExportQueue', () => {
       assert.equal(s.queued + s.inFlight, 0);
       assert.equal(w.shutdowns, 1);
       assert.ok(log.some((m) => m === 'dropped 10 span(s) (shutdown_deadline)'), log.join('\n'));
+    });
+
+    it('should count a batch whose call is out at the deadline as shutdown_unconfirmed, and the rest as shutdown_deadline', async () => {
+      // a collector that answers after the deadline: the first batch arrives, unconfirmed; the rest were never sent
+      const r = await receiver({ delayMs: 1500 });
+      const w = watched(otlp(r.endpoint));
+      const { q, dropped } = queue(w.exporter, { maxExportBatchSize: 4 });
+      for (const d of many(10)) q.add(d);
+      await new Promise((res) => setTimeout(res, 100)); // the first call goes out
+      const t0 = Date.now();
+      await q.shutdown(300);
+      assert.ok(Date.now() - t0 < 700, `shutdown took ${Date.now() - t0} ms`);
+      assert.deepStrictEqual(q.stats().dropped, drops({ shutdown_unconfirmed: 4, shutdown_deadline: 6 }));
+      assert.deepStrictEqual(dropped.sort(), [[4, 'shutdown_unconfirmed'], [6, 'shutdown_deadline']].sort());
+      await r.waitForSpans(4, 5000); // it did arrive: which is why it is not called undelivered
+      await r.close();
     });
   });
 });

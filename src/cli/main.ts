@@ -26,8 +26,13 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A command is done when it returns: whatever it left pending past its deadline (an export call
+// a collector never answers) must not keep the process alive. Output to pipes and files is
+// synchronous on Linux, so nothing said is lost by exiting.
+const exitSoon = (): void => { setTimeout(() => process.exit(), 50).unref(); };
+
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => { process.exitCode = code; exitSoon(); },
   (err: unknown) => {
     if (err instanceof CaptureError) {
       process.stderr.write(`tcpspan: ${err.stage}: ${err.message}\n`);
@@ -35,6 +40,7 @@ main(process.argv.slice(2)).then(
     } else if (err instanceof UsageError || (err as Error).name === 'ConfigError' || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`tcpspan: ${(err as Error).message}\n`);
       process.exitCode = 2;
+      exitSoon();
       return;
     } else if (err instanceof Error && !(err as Error & { stack?: string }).stack?.includes('node:internal')) {
       process.stderr.write(`tcpspan: ${err.message}\n`);
@@ -42,5 +48,6 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`tcpspan: ${String(err)}\n`);
     }
     process.exitCode = 1;
+    exitSoon();
   },
 );

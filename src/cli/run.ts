@@ -150,8 +150,8 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
   await stopped;
   setPhase('stopping');
 
-  const summary = await bridge.stop(x.shutdownTimeoutMs);
-  await telemetry.shutdown();
+  // spans and the final metrics export share one deadline
+  const summary = await bridge.stop(x.shutdownTimeoutMs, () => telemetry.shutdown());
   say(shutdownLine(summary, summary.kernelCounters));
   return 0;
 }

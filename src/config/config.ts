@@ -251,7 +251,7 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
       retryInitialDelayMs: int('Milliseconds before the first retry of a failed export.', 500, { min: 1 }),
     },
     metricIntervalMs: int('Milliseconds between two metric exports.', 60000, { min: 100 }, 'OTEL_METRIC_EXPORT_INTERVAL'),
-    shutdownTimeoutMs: int('Milliseconds shutdown may spend flushing exporters before it gives up.', 5000, { min: 0 }),
+    shutdownTimeoutMs: int('Milliseconds from SIGTERM to exit at most: spans and the final metrics export share them; what is not sent by then is counted (shutdown_deadline), what was sent but not answered is counted apart (shutdown_unconfirmed).', 5000, { min: 0 }),
   },
   service: {
     name: {

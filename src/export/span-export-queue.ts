@@ -20,11 +20,13 @@ export interface BatchExporter<T> {
  * Why a span was not exported:
  * - `queue_full`        refused by add(): maxQueueSize spans were held (or the queue was shut down)
  * - `export_failed`     its batch failed maxRetries + 1 times, or with an error a retry cannot fix
- * - `shutdown_deadline` still held when shutdown's deadline passed
+ * - `shutdown_deadline` still held, not sent, when shutdown's deadline passed
+ * - `shutdown_unconfirmed` sent, but its export call had not answered when shutdown's deadline
+ *                       passed: the collector may or may not have it (counted apart, never as delivered)
  */
-export type SpanDropReason = 'queue_full' | 'export_failed' | 'shutdown_deadline';
+export type SpanDropReason = 'queue_full' | 'export_failed' | 'shutdown_deadline' | 'shutdown_unconfirmed';
 
-export const SPAN_DROP_REASONS: readonly SpanDropReason[] = ['queue_full', 'export_failed', 'shutdown_deadline'];
+export const SPAN_DROP_REASONS: readonly SpanDropReason[] = ['queue_full', 'export_failed', 'shutdown_deadline', 'shutdown_unconfirmed'];
 
 export interface SpanExportQueueOptions {
   /** Spans held at most (queued plus the batch being exported); add() refuses beyond. */
@@ -165,10 +167,10 @@ class BoundedSpanExportQueue<T> implements SpanExportQueue<T> {
 
   private readonly _stats = {
     exported: 0, exportCalls: 0, failedCalls: 0, retries: 0,
-    dropped: { queue_full: 0, export_failed: 0, shutdown_deadline: 0 } as Record<SpanDropReason, number>,
+    dropped: { queue_full: 0, export_failed: 0, shutdown_deadline: 0, shutdown_unconfirmed: 0 } as Record<SpanDropReason, number>,
   };
   /** drops per reason in the current burst (since the first drop after a good spell) */
-  private readonly _burst: Record<SpanDropReason, number> = { queue_full: 0, export_failed: 0, shutdown_deadline: 0 };
+  private readonly _burst: Record<SpanDropReason, number> = { queue_full: 0, export_failed: 0, shutdown_deadline: 0, shutdown_unconfirmed: 0 };
   /** export calls failed in a row; the first is logged, and the recovery */
   private _failStreak = 0;
   /** the last failed call's error while _failStreak > 0 */
@@ -366,11 +368,14 @@ class BoundedSpanExportQueue<T> implements SpanExportQueue<T> {
     for (const t of [this._delayTimer, this._retryTimer]) if (t !== undefined) clearTimeout(t);
     if (this._immediate !== undefined) clearImmediate(this._immediate);
     this._delayTimer = this._retryTimer = this._immediate = undefined;
-    const left = this._queue.length + (this._batch?.length ?? 0);
+    // a batch whose call is still out may have reached the collector: unconfirmed, not undelivered
+    const unconfirmed = this._exporting ? (this._batch?.length ?? 0) : 0;
+    const left = this._queue.length + (this._batch?.length ?? 0) - unconfirmed;
     this._queue = [];
     this._batch = undefined; // an export still in flight is ignored when it returns
-    this._settled += left;
+    this._settled += left + unconfirmed;
     if (left > 0) this._drop(left, 'shutdown_deadline', 'not exported before the shutdown deadline');
+    if (unconfirmed > 0) this._drop(unconfirmed, 'shutdown_unconfirmed', 'sent, but not answered before the shutdown deadline');
     this._wake();
     for (const reason of SPAN_DROP_REASONS) if (this._burst[reason] > 0) this._endBurst(reason);
 

@@ -68,8 +68,12 @@ export interface BridgeSummary {
 export interface Bridge {
   readonly health: HealthSources;
   start(): void;
-  /** Stop intake, detach, drain, end open connections as incomplete, flush sinks. Idempotent. */
-  stop(deadlineMs: number): Promise<BridgeSummary>;
+  /**
+   * Stops intake, drains the ring, ends open connections as incomplete, then flushes the sinks
+   * and runs `alongside` (e.g. the final metrics export, complete once open connections have
+   * ended) at the same time, all within `deadlineMs` of the call. Idempotent.
+   */
+  stop(deadlineMs: number, alongside?: () => Promise<void>): Promise<BridgeSummary>;
 }
 
 export function createBridge(opts: BridgeOptions): Bridge {
@@ -205,11 +209,11 @@ class RingBridge implements Bridge {
     return out;
   }
 
-  stop(deadlineMs: number): Promise<BridgeSummary> {
-    return (this._stopping ??= this._stop(deadlineMs));
+  stop(deadlineMs: number, alongside?: () => Promise<void>): Promise<BridgeSummary> {
+    return (this._stopping ??= this._stop(Date.now() + Math.max(0, deadlineMs), alongside));
   }
 
-  private async _stop(deadlineMs: number): Promise<BridgeSummary> {
+  private async _stop(deadlineAt: number, alongside: (() => Promise<void>) | undefined): Promise<BridgeSummary> {
     const { capture, sinks } = this._opts;
     capture.detach(); // no new records
     if (this._lingerTimer) clearTimeout(this._lingerTimer);
@@ -217,7 +221,8 @@ class RingBridge implements Bridge {
     while (this._drain() > 0); // what the kernel already wrote
     this._checkLoss(nowMono());
     this._correlator.flush(nowMono()); // open connections end as incomplete
-    await Promise.all(sinks.map((s) => s.shutdown(deadlineMs)));
+    const left = Math.max(0, deadlineAt - Date.now());
+    await Promise.all([...sinks.map((s) => s.shutdown(left)), withinDeadline(alongside, deadlineAt)]);
     const counters = capture.readCounters();
     const summary: BridgeSummary = {
       kernelEvents: this._received,
@@ -238,4 +243,13 @@ class RingBridge implements Bridge {
 
 function nonZero(r: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(r).filter(([, n]) => n > 0));
+}
+
+/** Runs `fn`, resolving when it settles or at `deadlineAt`, whichever comes first; never rejects. */
+async function withinDeadline(fn: (() => Promise<void>) | undefined, deadlineAt: number): Promise<void> {
+  if (fn === undefined) return;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.max(0, deadlineAt - Date.now())); });
+  await Promise.race([Promise.resolve().then(fn).catch(() => undefined), late]);
+  clearTimeout(timer);
 }
