@@ -12,7 +12,7 @@ import type { AttributeValue } from '../src/correlate/connection-record.js';
 
 /** The attributes that differ from run to run (times, counters of the handshake, ids); the rest are compared whole. */
 const VOLATILE = new Set(['tcpspan.socket.cookie', 'tcpspan.netns', 'tcp.handshake.duration', 'tcp.rtt.min', 'tcp.rtt.avg', 'tcp.rtt.max',
-  'tcp.rtt.samples', 'tcp.rtt.smoothed', 'tcp.segments.sent', 'tcp.segments.received', 'container.id', 'k8s.pod.uid']);
+  'tcp.rtt.samples', 'tcp.rtt.smoothed', 'tcp.segments.sent', 'tcp.segments.received']);
 
 function stable(attributes: Record<string, AttributeValue>): Record<string, AttributeValue> {
   return Object.fromEntries(Object.entries(attributes).filter(([k]) => !VOLATILE.has(k)));

@@ -1,6 +1,7 @@
 // Integration: container.id and k8s.pod.uid from the socket's cgroup. A child process moves
 // itself into a cgroup v2 named as Docker or the kubelet name theirs, then serves and
-// connects; both ends of its connections carry the ids, an end made outside the cgroup none.
+// connects; both ends of its connections go under a resource with the ids, an end made outside
+// the cgroup under tcpspan's.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -9,8 +10,10 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync
 import net from 'node:net';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { resourceFromAttributes } from '@opentelemetry/resources';
 import { createCgroupAttributor } from '../src/attribute/cgroup-attribution.js';
 import { findCgroup2Mount } from '../src/attribute/cgroup-paths.js';
+import { createResourceFor } from '../src/export/owner-resource.js';
 import { closedPort } from './support/tcp.js';
 import { startSpanSession, type SpanSession } from './support/span-session.js';
 
@@ -88,7 +91,7 @@ describe('container.id and k8s.pod.uid from the socket\'s cgroup', function () {
   ];
 
   for (const layout of layouts) {
-    it(`should give both ends of the connections of ${layout.name} its ids, and an end made outside it none`, async () => {
+    it(`should export both ends of the connections of ${layout.name} under a resource with its ids, and an end made outside it under tcpspan's`, async () => {
       let dir = mount!.mountPoint;
       for (const d of layout.dirs) {
         dir = path.join(dir, d);
@@ -119,14 +122,17 @@ describe('container.id and k8s.pod.uid from the socket\'s cgroup', function () {
       await session.waitFor((spans) => spans.length >= 4, 5000, 'four ends');
 
       const ino = statSync(dir).ino;
+      // the ids are the resource's, the one each span is exported under, not the span's
+      const resourceOf = createResourceFor(resourceFromAttributes({ 'service.name': 'tcpspan-test' }));
+      assert.deepEqual(session.spans.filter(({ span }) => 'container.id' in span.attributes || 'k8s.pod.uid' in span.attributes), []);
       const ends = session.spans.map(({ rec, span }) => ({
         kind: span.kind,
         peerPort: span.attributes['network.peer.port'],
         localPort: span.attributes['network.local.port'],
         pid: span.attributes['process.pid'],
         cgroup: rec.cgroupId === ino ? 'the container\'s' : 'another',
-        containerId: span.attributes['container.id'],
-        podUid: span.attributes['k8s.pod.uid'],
+        containerId: resourceOf(span.owner).attributes['container.id'],
+        podUid: resourceOf(span.owner).attributes['k8s.pod.uid'],
       })).sort((a, b) => `${a.kind}:${a.localPort}:${a.peerPort}`.localeCompare(`${b.kind}:${b.localPort}:${b.peerPort}`));
       const inside = { cgroup: 'the container\'s', containerId: layout.want['container.id'], podUid: layout.want['k8s.pod.uid'] };
       const expected = [

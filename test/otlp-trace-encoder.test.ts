@@ -6,7 +6,8 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { toHrTime, type SpanData } from '../src/correlate/span-data.js';
 import { createTraceRequestEncoder } from '../src/export/otlp-trace-encoder.js';
 import { toReadableSpan } from '../src/export/readable-span.js';
-import { createResourceFor } from '../src/export/service-resource.js';
+import { createResourceFor } from '../src/export/owner-resource.js';
+import { createSpanOwners } from '../src/attribute/span-owner.js';
 import { decodeTraceRequest, traceRequestResources } from './support/otlp-receiver.js';
 
 const RESOURCE = resourceFromAttributes({
@@ -72,49 +73,80 @@ describe('OTLP trace encoder', () => {
     assert.deepStrictEqual(decodeTraceRequest(encoder.encode([bare])), decodeTraceRequest(ProtobufTraceSerializer.serializeRequest([toReadableSpan(bare, RESOURCE, SCOPE)])!));
   });
 
-  describe('spans of several services', () => {
-    // tcpspan's own spans (no serviceName) between those of three services, interleaved
-    const SERVICES = [undefined, 'checkout', 'cart', undefined, 'checkout', 'ünïcode svc', 'cart'];
-    const spans = Array.from({ length: 70 }, (_, i) => {
-      const service = SERVICES[i % SERVICES.length];
-      return span(i % 40, service === undefined ? {} : { serviceName: service });
+  describe('spans of several owners', () => {
+    // tcpspan's own spans (no owner) between those of applications named by their service, their
+    // container, their pod, or all three, interleaved
+    const owners = createSpanOwners();
+    const C1 = '1c'.repeat(32), C2 = '2c'.repeat(32), C3 = '3c'.repeat(32);
+    const POD = '5e2b1f6c-0d3a-4b8e-9c7f-1a2b3c4d5e6f', POD2 = '0b1c2d3e4f5061728394a5b6c7d8e9f0';
+    const OWNERS = [
+      undefined,
+      owners.of('checkout', undefined, undefined), // a host process that names its service
+      owners.of(undefined, C1, undefined), //         a Docker container's process that names none
+      owners.of('cart', C2, POD), //                  a pod's container
+      undefined,
+      owners.of('checkout', undefined, undefined),
+      owners.of(undefined, undefined, POD2), //       a pod's own cgroup
+      owners.of('checkout', C3, POD), //              the same service in another container
+      owners.of('ünïcode svc', undefined, undefined),
+      owners.of(undefined, C1, undefined),
+    ];
+    const spans = Array.from({ length: 80 }, (_, i) => {
+      const owner = OWNERS[i % OWNERS.length];
+      return span(i % 40, owner === undefined ? {} : { owner });
     });
     const resourceFor = createResourceFor(RESOURCE);
     const sdkRequest = (ss: SpanData[]) =>
-      ProtobufTraceSerializer.serializeRequest(ss.map((s) => toReadableSpan(s, resourceFor(s.serviceName), SCOPE)))!;
+      ProtobufTraceSerializer.serializeRequest(ss.map((s) => toReadableSpan(s, resourceFor(s.owner), SCOPE)))!;
 
-    it('should write one ResourceSpans per service, read by the official protos as the SDK serializer\'s', () => {
+    it('should write one ResourceSpans per owner, read by the official protos as the SDK serializer\'s', () => {
       const encoder = createTraceRequestEncoder(RESOURCE, SCOPE);
       const ours = encoder.encode(spans);
       const sdk = sdkRequest(spans);
       assert.deepStrictEqual(decodeTraceRequest(ours), decodeTraceRequest(sdk));
       const own = { 'service.name': 'tcpspan-test', 'service.version': '0.1.0', 'host.name': 'lab-1', 'os.type': 'linux', 'process.runtime.version': 24 };
       const of = (name: string) => ({ 'host.name': 'lab-1', 'os.type': 'linux', 'process.runtime.version': 24, 'service.name': name });
-      // in order of first appearance; tcpspan's service.* attributes only on its own resource
+      // in order of first appearance; tcpspan's service.* attributes only where no service is named
       assert.deepStrictEqual(traceRequestResources(ours), [
-        { resource: own, spans: 20 }, { resource: of('checkout'), spans: 20 }, { resource: of('cart'), spans: 20 }, { resource: of('ünïcode svc'), spans: 10 },
+        { resource: own, spans: 16 },
+        { resource: of('checkout'), spans: 16 },
+        { resource: { ...own, 'container.id': C1 }, spans: 16 },
+        { resource: { ...of('cart'), 'container.id': C2, 'k8s.pod.uid': POD }, spans: 8 },
+        { resource: { ...own, 'k8s.pod.uid': POD2 }, spans: 8 },
+        { resource: { ...of('checkout'), 'container.id': C3, 'k8s.pod.uid': POD }, spans: 8 },
+        { resource: of('ünïcode svc'), spans: 8 },
       ]);
       assert.deepStrictEqual(traceRequestResources(ours), traceRequestResources(sdk));
     });
 
-    it('should write the same request from spans encoded one by one, each with its service', () => {
+    it('should write the same request from spans encoded one by one, each with its owner', () => {
       const encoder = createTraceRequestEncoder(RESOURCE, SCOPE);
       const pieces = spans.map((s) => encoder.encodeSpan(s));
-      assert.deepStrictEqual(pieces.map((p) => p.service), spans.map((s) => s.serviceName));
+      assert.ok(pieces.every((p, i) => p.owner === spans[i]!.owner));
       const whole = encoder.encode(spans);
       assert.deepStrictEqual(Buffer.from(encoder.encodeEncoded(pieces)), Buffer.from(whole));
-      // one service alone, and tcpspan's own alone
-      const cart = pieces.filter((p) => p.service === 'cart');
-      assert.deepStrictEqual(decodeTraceRequest(encoder.encodeEncoded(cart)), decodeTraceRequest(sdkRequest(spans.filter((s) => s.serviceName === 'cart'))));
-      const own = pieces.filter((p) => p.service === undefined);
+      // one owner alone, and tcpspan's own alone
+      const cart = OWNERS[3]!;
+      assert.deepStrictEqual(decodeTraceRequest(encoder.encodeEncoded(pieces.filter((p) => p.owner === cart))),
+        decodeTraceRequest(sdkRequest(spans.filter((s) => s.owner === cart))));
+      const own = pieces.filter((p) => p.owner === undefined);
       assert.deepStrictEqual(traceRequestResources(encoder.encodeEncoded(own)).map((r) => r.resource['service.name']), ['tcpspan-test']);
+    });
+
+    it('should group by owner key: owners made again after their cache started over share a ResourceSpans', () => {
+      const encoder = createTraceRequestEncoder(RESOURCE, SCOPE);
+      const again = createSpanOwners().of('cart', C2, POD)!;
+      assert.notEqual(again, OWNERS[3]);
+      const pair = [span(1, { owner: OWNERS[3]! }), span(2, { owner: again })];
+      assert.deepStrictEqual(traceRequestResources(encoder.encode(pair)).map((r) => r.spans), [2]);
+      assert.deepStrictEqual(traceRequestResources(encoder.encodeEncoded(pair.map((s) => encoder.encodeSpan(s)))).map((r) => r.spans), [2]);
     });
 
     it('should keep a schema URL on every ResourceSpans', () => {
       const withSchema = resourceFromAttributes(RESOURCE.attributes, { schemaUrl: 'https://opentelemetry.io/schemas/1.38.0' });
       const encoder = createTraceRequestEncoder(withSchema, SCOPE);
       const forSchema = createResourceFor(withSchema);
-      const sdk = ProtobufTraceSerializer.serializeRequest(spans.map((s) => toReadableSpan(s, forSchema(s.serviceName), SCOPE)))!;
+      const sdk = ProtobufTraceSerializer.serializeRequest(spans.map((s) => toReadableSpan(s, forSchema(s.owner), SCOPE)))!;
       assert.deepStrictEqual(Buffer.from(encoder.encodeEncoded(spans.map((s) => encoder.encodeSpan(s)))), Buffer.from(encoder.encode(spans)));
       assert.deepStrictEqual(decodeTraceRequest(encoder.encode(spans)), decodeTraceRequest(sdk));
     });

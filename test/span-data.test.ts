@@ -18,7 +18,9 @@ describe('toSpanData attribute names', () => {
       parentSpanId: undefined, events: [], droppedEvents: 0,
     };
     const names = Object.keys(toSpanData(rec, epochOffset((m) => m + 1.7e18)).attributes);
-    assert.equal(names.length, 30, 'every optional attribute is present in this record');
+    assert.equal(names.length, 28, 'every optional attribute is present in this record');
+    // the cgroup's ids are the owner's, on the resource (export/owner-resource.ts)
+    assert.deepEqual(names.filter((n) => n === sc.ATTR_CONTAINER_ID || n === sc.ATTR_K8S_POD_UID), []);
     const known = new Set([...Object.entries(stable), ...Object.entries(sc)]
       .filter(([k, v]) => k.startsWith('ATTR_') && typeof v === 'string').map(([, v]) => v as string));
     assert.deepEqual(names.filter((n) => !known.has(n)), []);

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { ExportResultCode, type ExportResult, type InstrumentationScope } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { toHrTime, type SpanData } from '../src/correlate/span-data.js';
+import { createSpanOwners } from '../src/attribute/span-owner.js';
 import { createSpanExportQueue, type BatchExporter } from '../src/export/span-export-queue.js';
 import { createTracesFileExporter, tracesFileProblem } from '../src/export/traces-file.js';
 
@@ -132,22 +133,30 @@ describe('TracesFileExporter', () => {
       assert.deepStrictEqual(lines, [request([OTLP_CLIENT, OTLP_SERVER]), request([OTLP_SERVER])]);
     });
 
-    it('should write one ResourceSpans per service, the service\'s resource being tcpspan\'s with that service.name', async () => {
+    it('should write one ResourceSpans per owner, under tcpspan\'s resource with the owner\'s service.name, container.id and k8s.pod.uid', async () => {
       const file = path.join(dir, 'traces.jsonl');
       const exporter = createTracesFileExporter(file, RESOURCE, SCOPE);
-      const checkout: SpanData = { ...CLIENT, serviceName: 'checkout' };
-      assert.deepStrictEqual(await exportNow(exporter, [checkout, SERVER, checkout]), { code: ExportResultCode.SUCCESS });
+      const owners = createSpanOwners();
+      const [cid, uid] = ['c'.repeat(64), '5e2b1f6c-0d3a-4b8e-9c7f-1a2b3c4d5e6f'];
+      const checkout: SpanData = { ...CLIENT, owner: owners.of('checkout', cid, uid)! };
+      const docker: SpanData = { ...SERVER, owner: owners.of(undefined, cid, undefined)! };
+      assert.deepStrictEqual(await exportNow(exporter, [checkout, SERVER, docker, checkout]), { code: ExportResultCode.SUCCESS });
       await exporter.shutdown();
       const [line] = fs.readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
       const own = request([OTLP_SERVER]).resourceSpans[0]!;
+      const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
       assert.deepStrictEqual(line, {
         resourceSpans: [{
           resource: {
-            attributes: [{ key: 'host.name', value: { stringValue: 'lab-1' } }, { key: 'service.name', value: { stringValue: 'checkout' } }],
+            attributes: [str('host.name', 'lab-1'), str('service.name', 'checkout'), str('container.id', cid), str('k8s.pod.uid', uid)],
             droppedAttributesCount: 0,
           },
           scopeSpans: [{ scope: { name: 'tcpspan', version: '0.1.0' }, spans: [OTLP_CLIENT, OTLP_CLIENT] }],
-        }, own],
+        }, own, {
+          // no service named: tcpspan's service.name stays
+          resource: { attributes: [...own.resource.attributes, str('container.id', cid)], droppedAttributesCount: 0 },
+          scopeSpans: [{ scope: { name: 'tcpspan', version: '0.1.0' }, spans: [OTLP_SERVER] }],
+        }],
       });
     });
 

@@ -22,6 +22,6 @@ export function shutdownLine<T extends { readonly [K in keyof T]: number }>(summ
     `correlator drops: ${entries(summary.correlatorDrops, true) || 'none'}; ` +
     (summary.serviceLookupsFailed ? `service lookups failed: ${entries(summary.serviceLookupsFailed, true) || 'none'}; ` : '') +
     `spans dropped: ${entries(summary.dropped, true) || 'none'}` +
-    // said only when it happened: a cgroup without a path is a span without container.id, not a loss
+    // said only when it happened: a cgroup without a path is a span whose resource has no container.id, not a loss
     (Object.values(summary.attributionMisses).some((n) => n > 0) ? `; cgroup lookups missed: ${entries(summary.attributionMisses, true)}` : '');
 }

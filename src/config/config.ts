@@ -197,7 +197,7 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
   },
   attribution: {
     cgroups: {
-      doc: 'Give spans container.id and k8s.pod.uid, read from the path of the socket\'s cgroup v2 (Docker, containerd, CRI-O, Podman and kubelet cgroup names), found by walking the cgroup v2 mount (at most once a second, when an unknown cgroup appears).',
+      doc: 'Put container.id and k8s.pod.uid on each span\'s resource, read from the path of the socket\'s cgroup v2 (Docker, containerd, CRI-O, Podman and kubelet cgroup names), found by walking the cgroup v2 mount (at most once a second, when an unknown cgroup appears).',
       format: 'tcpspan-boolean', default: true, env: 'TCPSPAN_ATTRIBUTION_CGROUPS',
     },
     serviceFromProcess: {

@@ -23,8 +23,6 @@
  * | `error.type`*                | string  |      | with status error: the errno name (`ECONNREFUSED`, `ETIMEDOUT`, `ECONNRESET`, ...), else the close reason |
  * | `process.pid`*               | int     |      | client: the process that connected; server: the process that accepted (else the first to close it) (incubating) |
  * | `process.executable.name`*   | string  |      | that process's executable name, ≤ 15 bytes (incubating) |
- * | `container.id`*              | string  |      | the container the socket's cgroup belongs to (Docker, containerd, CRI-O, Podman cgroup names) (incubating) |
- * | `k8s.pod.uid`*               | string  |      | the Kubernetes pod that cgroup belongs to (kubepods slices or `pod<uid>` directories) (incubating) |
  * | `tcp.close.reason`           | string  |      | `fin`, `reset_received`, `reset_sent`, `refused`, `timeout`, `aborted`, `incomplete` |
  * | `tcp.close.initiator`*       | string  |      | `local` or `peer`: whose FIN (else RST, refusal, timeout) started the end; absent when both FINs crossed or unknown |
  * | `tcp.handshake.duration`*    | double  | s    | client: SYN sent to ESTABLISHED; server: SYN arrived to ESTABLISHED |
@@ -49,10 +47,12 @@
  * process context only: connect (SYN_SENT), accept (syscalls:sys_exit_accept4 / sys_exit_accept,
  * once per accepted connection), else close (FIN_WAIT1, LAST_ACK); io_uring accepts and sockets
  * passed to other processes (SCM_RIGHTS, fork) keep the accepter or connecter, or none.
- * `container.id` and `k8s.pod.uid` come from the path of the socket's cgroup v2, whose id the
- * kernel records once per life (three loads); src/attribute/ turns the id into a path (a cached
- * walk of the cgroup2 mount, at most once a second for an unknown id) and reads the ids from the
- * runtime's and kubelet's cgroup names (container-id.ts); off with attribution.cgroups=false.
+ *
+ * Whose span it is (SpanOwner) is not an attribute: `service.name` (from the process),
+ * `container.id` and `k8s.pod.uid` (from the socket's cgroup v2, src/attribute/) describe the
+ * application, so semantic conventions make them resource attributes, and the Collector's
+ * k8s_attributes processor looks pods up only by those. The exporters put each span under
+ * tcpspan's resource with its owner's (export/owner-resource.ts).
  *
  * Span events (at most maxEventsPerSpan; the rest counted in droppedEventsCount):
  *
@@ -94,11 +94,23 @@ export interface SpanData {
   events: SpanEventData[];
   droppedEventsCount: number;
   status: { code: 'unset' | 'error'; message?: string };
-  /**
-   * The service its process names itself (attribute/process-service.ts): the span goes under a
-   * resource with this service.name. Absent: tcpspan's own resource.
-   */
-  serviceName?: string;
+  /** Whose connection end it is (attribute/span-owner.ts); absent: tcpspan's own resource. */
+  owner?: SpanOwner;
+}
+
+/**
+ * The application a span belongs to, exported as resource attributes (export/owner-resource.ts):
+ * at least one of the three is known. Interned: equal owners are one object, with one key.
+ */
+export interface SpanOwner {
+  /** the same string for equal owners, different for different ones: what exporters group by */
+  readonly key: string;
+  /** service.name its process names itself (attribute/process-service.ts) */
+  readonly serviceName?: string;
+  /** container.id of the socket's cgroup (attribute/container-id.ts) */
+  readonly containerId?: string;
+  /** k8s.pod.uid of the socket's cgroup */
+  readonly podUid?: string;
 }
 
 const ERROR_MESSAGES: Partial<Record<CloseReason, string>> = {
@@ -156,8 +168,6 @@ export function toSpanData(rec: ConnectionRecord, off: EpochOffset, traceState?:
   if (isError) a['error.type'] = rec.errorName ?? rec.closeReason;
   if (rec.pid !== undefined) a['process.pid'] = rec.pid;
   if (rec.executableName !== undefined) a['process.executable.name'] = rec.executableName;
-  if (rec.containerId !== undefined) a['container.id'] = rec.containerId;
-  if (rec.podUid !== undefined) a['k8s.pod.uid'] = rec.podUid;
   if (rec.closeInitiator !== undefined) a['tcp.close.initiator'] = rec.closeInitiator;
   if (rec.handshakeNs !== undefined) a['tcp.handshake.duration'] = rec.handshakeNs / 1e9;
   if (rec.rtt !== undefined) {

@@ -1,6 +1,7 @@
 // The console output of `tcpspan run` with no OTLP endpoint: one line per finished
 // connection end, in the spirit of bcc's tcplife.
 import type { ConnectionRecord } from '../correlate/connection-record.js';
+import type { SpanOwner } from '../correlate/span-data.js';
 
 export const CONSOLE_HEADER =
   'TIME          KIND   PID     COMM            LOCAL -> PEER                                  DUR_MS  HS_MS   RTT_US RETR     TX_B     RX_B CLOSE';
@@ -18,11 +19,16 @@ function clock(epochMs: number): string {
 const num = (n: number | undefined, width: number, digits = 0) =>
   (n === undefined ? '-' : digits ? n.toFixed(digits) : String(Math.round(n))).padStart(width);
 
+/** Characters of a container id shown: as many as `docker ps` shows. */
+const CONTAINER_ID_CHARS = 12;
+
 /**
  * One readable line for one connection end; endEpochMs is the close time on the wall clock.
- * A service its process named (SpanData.serviceName) ends the line: `service=NAME`.
+ * Its owner (SpanData.owner), when known, ends the line: `service=NAME` (the service its process
+ * named), then `container=ID` (the first 12 hex digits of its container.id, as `docker ps` shows).
  */
-export function formatConsoleLine(rec: ConnectionRecord, endEpochMs: number, serviceName?: string): string {
+export function formatConsoleLine(rec: ConnectionRecord, endEpochMs: number, owner?: SpanOwner): string {
+  const serviceName = owner?.serviceName, containerId = owner?.containerId;
   const tuple = `${endpoint(rec.localAddress, rec.localPort)} -> ${endpoint(rec.peerAddress, rec.peerPort)}`;
   const close = rec.closeInitiator ? `${rec.closeReason}(${rec.closeInitiator})` : rec.closeReason;
   const flags = [rec.openBeforeStart && 'open-before-start', rec.kernelEventsLost && 'events-lost', rec.evicted && 'evicted']
@@ -42,5 +48,6 @@ export function formatConsoleLine(rec: ConnectionRecord, endEpochMs: number, ser
     flags ? `${close} [${flags}]` : close,
     // another process's text: quoted when it could break the line or the columns
     ...(serviceName === undefined ? [] : [`service=${/^[\x21-\x7e]+$/.test(serviceName) ? serviceName : JSON.stringify(serviceName)}`]),
+    ...(containerId === undefined ? [] : [`container=${containerId.slice(0, CONTAINER_ID_CHARS)}`]),
   ].join(' ');
 }

@@ -11,8 +11,8 @@
 import type { Resource } from '@opentelemetry/resources';
 import type { InstrumentationScope } from '@opentelemetry/core';
 import type { AttributeValue } from '../correlate/connection-record.js';
-import type { HrTime, SpanData } from '../correlate/span-data.js';
-import { createResourceFor } from './service-resource.js';
+import type { HrTime, SpanData, SpanOwner } from '../correlate/span-data.js';
+import { createResourceFor } from './owner-resource.js';
 
 // Wire types
 const VARINT = 0, I64 = 1, LEN = 2, I32 = 5;
@@ -319,43 +319,43 @@ function scopeMessage(scope: InstrumentationScope): Uint8Array {
   return Buffer.from(w.finish());
 }
 
-/** One span's bytes (see TraceRequestEncoder.encodeSpan) and the service whose resource it goes under. */
+/** One span's bytes (see TraceRequestEncoder.encodeSpan) and the owner whose resource it goes under. */
 export interface EncodedSpan {
   readonly bytes: Uint8Array;
-  /** SpanData.serviceName: undefined for tcpspan's own resource */
-  readonly service: string | undefined;
+  /** SpanData.owner: undefined for tcpspan's own resource */
+  readonly owner: SpanOwner | undefined;
 }
 
 export interface TraceRequestEncoder {
-  /** One ExportTraceServiceRequest holding `spans`: one ResourceSpans per service, in order of first appearance. */
+  /** One ExportTraceServiceRequest holding `spans`: one ResourceSpans per owner, in order of first appearance. */
   encode(spans: readonly SpanData[]): Uint8Array;
   /**
    * One span's bytes, as a field of ScopeSpans (tag and length included), written into a
-   * shared slab, with its service: a queue can hold these instead of span objects (≈ 0.6 KB
+   * shared slab, with its owner: a queue can hold these instead of span objects (≈ 0.6 KB
    * each, where a SpanData with its attributes and events is several KB of objects that live
    * long enough to cost the garbage collector).
    */
   encodeSpan(span: SpanData): EncodedSpan;
-  /** The request holding spans encoded by encodeSpan(), in order within each service's ResourceSpans. */
+  /** The request holding spans encoded by encodeSpan(), in order within each owner's ResourceSpans. */
   encodeEncoded(spans: readonly EncodedSpan[]): Uint8Array;
 }
 
 /** Spans are written into slabs of this size; a slab is freed once none of its spans is held. */
 const SLAB_BYTES = 256 * 1024;
 
-/** Encoded Resource messages kept, by service; beyond, the cache starts over. */
+/** Encoded Resource messages kept, by owner key; beyond, the cache starts over. */
 const MAX_RESOURCE_MESSAGES = 1024;
 
-/** Items grouped by service, each group in order, groups in order of first appearance. */
-function byService<T>(items: readonly T[], serviceOf: (item: T) => string | undefined): (readonly T[])[] {
+/** Items grouped by owner key, each group in order, groups in order of first appearance. */
+function byOwner<T>(items: readonly T[], ownerOf: (item: T) => SpanOwner | undefined): (readonly T[])[] {
   // the common case: every span under one resource
-  const first = items.length > 0 ? serviceOf(items[0]!) : undefined;
+  const first = items.length > 0 ? ownerOf(items[0]!)?.key : undefined;
   let one = true;
-  for (let i = 1; i < items.length && one; i++) one = serviceOf(items[i]!) === first;
+  for (let i = 1; i < items.length && one; i++) one = ownerOf(items[i]!)?.key === first;
   if (one) return [items];
   const groups = new Map<string | undefined, T[]>();
   for (const item of items) {
-    const key = serviceOf(item);
+    const key = ownerOf(item)?.key;
     const g = groups.get(key);
     if (g === undefined) groups.set(key, [item]);
     else g.push(item);
@@ -363,23 +363,24 @@ function byService<T>(items: readonly T[], serviceOf: (item: T) => string | unde
   return [...groups.values()];
 }
 
-const serviceOfEncoded = (s: EncodedSpan): string | undefined => s.service;
-const serviceOfSpan = (s: SpanData): string | undefined => s.serviceName;
+const ownerOfEncoded = (s: EncodedSpan): SpanOwner | undefined => s.owner;
+const ownerOfSpan = (s: SpanData): SpanOwner | undefined => s.owner;
 
 /**
  * An encoder for spans of one instrumentation scope under tcpspan's resource, or under that
- * resource with another service.name for spans that carry one (service-resource.ts).
+ * resource with their owner's service.name, container.id and k8s.pod.uid for spans that have
+ * one (owner-resource.ts).
  */
 export function createTraceRequestEncoder(resource: Resource, scope: InstrumentationScope): TraceRequestEncoder {
   const resourceFor = createResourceFor(resource);
   const own = resourceMessage(resource);
   const messages = new Map<string, Uint8Array>();
-  const resourceOf = (service: string | undefined): Uint8Array => {
-    if (service === undefined) return own;
-    let m = messages.get(service);
+  const resourceOf = (owner: SpanOwner | undefined): Uint8Array => {
+    if (owner === undefined) return own;
+    let m = messages.get(owner.key);
     if (m === undefined) {
       if (messages.size >= MAX_RESOURCE_MESSAGES) messages.clear();
-      messages.set(service, m = resourceMessage(resourceFor(service)));
+      messages.set(owner.key, m = resourceMessage(resourceFor(owner)));
     }
     return m;
   };
@@ -400,10 +401,10 @@ export function createTraceRequestEncoder(resource: Resource, scope: Instrumenta
       const from = slab.pos;
       span(slab, s);
       // a span that grew the slab moved it: the view is taken after writing
-      return { bytes: slab.buf.subarray(from, slab.pos), service: s.serviceName };
+      return { bytes: slab.buf.subarray(from, slab.pos), owner: s.owner };
     },
     encodeEncoded(spans) {
-      const groups = byService(spans, serviceOfEncoded);
+      const groups = byOwner(spans, ownerOfEncoded);
       const sizes: number[] = new Array(groups.length);
       let total = 0;
       for (let g = 0; g < groups.length; g++) {
@@ -411,14 +412,14 @@ export function createTraceRequestEncoder(resource: Resource, scope: Instrumenta
         let n = 0;
         for (const s of groups[g]!) n += s.bytes.length;
         sizes[g] = n;
-        const res = resourceOf(groups[g]![0]!.service);
+        const res = resourceOf(groups[g]![0]!.owner);
         total += 1 + varintSize(resourceSpansSize(res, n)) + resourceSpansSize(res, n);
       }
       const w = new ProtoWriter(Math.max(1, total));
       for (let g = 0; g < groups.length; g++) {
         const group = groups[g]!;
         if (group.length === 0) continue; // no spans: no ResourceSpans
-        const res = resourceOf(group[0]!.service);
+        const res = resourceOf(group[0]!.owner);
         w.tag(1, LEN);
         w.varint(resourceSpansSize(res, sizes[g]!));
         w.tag(1, LEN);
@@ -436,9 +437,9 @@ export function createTraceRequestEncoder(resource: Resource, scope: Instrumenta
     },
     encode(spans) {
       const w = new ProtoWriter(hint);
-      for (const group of byService(spans, serviceOfSpan)) {
+      for (const group of byOwner(spans, ownerOfSpan)) {
         if (group.length === 0) continue;
-        const res = resourceOf(group[0]!.serviceName);
+        const res = resourceOf(group[0]!.owner);
         const rs = w.begin(1); // ExportTraceServiceRequest.resource_spans
         w.tag(1, LEN); // ResourceSpans.resource
         w.varint(res.length);

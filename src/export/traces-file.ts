@@ -1,6 +1,6 @@
 // Spans as OTLP/JSON lines: one ExportTraceServiceRequest per line, the format the
 // Collector's file exporter writes and its otlpjsonfile receiver reads; within a line, one
-// ResourceSpans per service (service-resource.ts).
+// ResourceSpans per span owner (owner-resource.ts).
 import fs from 'node:fs';
 import nodePath from 'node:path';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
@@ -9,7 +9,7 @@ import type { InstrumentationScope } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 import type { SpanData } from '../correlate/span-data.js';
 import { toReadableSpan } from './readable-span.js';
-import { createResourceFor, type ResourceFor } from './service-resource.js';
+import { createResourceFor, type ResourceFor } from './owner-resource.js';
 import type { BatchExporter } from './span-export-queue.js';
 
 const NEWLINE = Buffer.from('\n');
@@ -46,7 +46,7 @@ class TracesFileExporter implements BatchExporter<SpanData> {
   private readonly _write: Write;
   /** EPIPE and the like also come as 'error' events, which would crash the process unheard */
   private readonly _onStdoutError = (): void => undefined;
-  /** one resource per service: the serializer writes one ResourceSpans per resource */
+  /** one resource per owner: the serializer writes one ResourceSpans per resource */
   private readonly _resourceFor: ResourceFor;
 
   constructor(path: string, resource: Resource, private readonly _scope: InstrumentationScope) {
@@ -69,7 +69,7 @@ class TracesFileExporter implements BatchExporter<SpanData> {
     }
     let line: Buffer;
     try {
-      const body = JsonTraceSerializer.serializeRequest(spans.map((d) => toReadableSpan(d, this._resourceFor(d.serviceName), this._scope)));
+      const body = JsonTraceSerializer.serializeRequest(spans.map((d) => toReadableSpan(d, this._resourceFor(d.owner), this._scope)));
       if (body === undefined) throw new Error('the serializer returned nothing');
       line = Buffer.concat([body, NEWLINE]);
     } catch (err) {

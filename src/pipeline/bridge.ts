@@ -10,6 +10,7 @@ import { epochOffset, toSpanData, type EpochOffset, type SpanData } from '../cor
 import type { Clock } from '../decode/format.js';
 import type { HealthSources } from '../export/bridge-metrics.js';
 import type { ProcessServices } from '../attribute/process-service.js';
+import { createSpanOwners, type SpanOwners } from '../attribute/span-owner.js';
 import type { Sampler } from './sampler.js';
 
 /** Where finished connections go: console, OTLP, a file. */
@@ -31,12 +32,12 @@ export interface BridgeOptions {
   correlator: CorrelatorOptions;
   sinks: SpanSink[];
   /**
-   * The service each span's process names (attribution.serviceFromProcess); absent: every span
-   * under tcpspan's resource. Asked when a connection record with a pid arrives, so a
+   * The service each span's process names (attribution.serviceFromProcess), its owner's
+   * service.name; absent: every span under tcpspan's service. Asked when a connection record with a pid arrives, so a
    * short-lived process is read while it lives, and again (from its cache) at emission.
    */
   services?: ProcessServices;
-  /** Fills container.id and k8s.pod.uid before a record becomes a span; none: not attributed. */
+  /** Fills container.id and k8s.pod.uid (the span owner's, on its resource) before a record becomes a span; none: not attributed. */
   attributor?: Attributor;
   /** Called for each finished connection end (metrics), before sampling: every end is counted. */
   onRecord?: (rec: ConnectionRecord) => void;
@@ -61,7 +62,7 @@ export interface BridgeSummary {
   correlatorDrops: Record<string, number>;
   /** reads of /proc/PID/environ that failed, by reason (non-zero ones); absent without attribution */
   serviceLookupsFailed?: Record<string, number>;
-  /** cgroup lookups that found no path, by reason (spans go out without container.id) */
+  /** cgroup lookups that found no path, by reason (their spans' resources go without container.id) */
   attributionMisses: Record<string, number>;
 }
 
@@ -101,6 +102,7 @@ class RingBridge implements Bridge {
   private _lingerTimer: NodeJS.Timeout | undefined;
   private readonly _handle: (m: RecordMemory, off: number) => void;
   private readonly _epoch: EpochOffset;
+  private readonly _owners: SpanOwners = createSpanOwners();
 
   constructor(private readonly _opts: BridgeOptions) {
     this._epoch = epochOffset(_opts.clock.toEpochNs);
@@ -187,10 +189,11 @@ class RingBridge implements Bridge {
       traceState = sampler.traceState(reason);
     }
     const span = toSpanData(rec, this._epoch, traceState);
-    if (this._opts.services !== undefined && rec.pid !== undefined) {
-      const service = this._opts.services.lookup(rec.pid);
-      if (service !== undefined) span.serviceName = service;
-    }
+    // whose end it is: the resource it is exported under (none known: tcpspan's own)
+    const services = this._opts.services;
+    const service = services !== undefined && rec.pid !== undefined ? services.lookup(rec.pid) : undefined;
+    const owner = this._owners.of(service, rec.containerId, rec.podUid);
+    if (owner !== undefined) span.owner = owner;
     for (const sink of this._opts.sinks) sink.accept(rec, span);
   }
 

@@ -7,7 +7,7 @@ import { createSpanExportQueue, type BatchExporter, type SpanExportQueueOptions 
 
 export const SCOPE: InstrumentationScope = { name: 'tcpspan', version: '0.1.0' };
 
-/** One line per connection end on a stream (stdout by default), its service at the end when known; the header once. */
+/** One line per connection end on a stream (stdout by default), its service and container at the end when known; the header once. */
 export function createConsoleSink(write: (text: string) => void): SpanSink {
   let printed = 0;
   let failed = 0;
@@ -17,7 +17,7 @@ export function createConsoleSink(write: (text: string) => void): SpanSink {
     accept(rec, span) {
       try {
         if (!headerDone) { write(`${CONSOLE_HEADER}\n`); headerDone = true; }
-        write(`${formatConsoleLine(rec, span.endTime[0] * 1000 + Math.floor(span.endTime[1] / 1e6), span.serviceName)}\n`);
+        write(`${formatConsoleLine(rec, span.endTime[0] * 1000 + Math.floor(span.endTime[1] / 1e6), span.owner)}\n`);
         printed++;
       } catch {
         failed++;
