@@ -16,6 +16,7 @@
  *   tp_btf/inet_sk_error_report  socket errors (ECONNREFUSED, ETIMEDOUT, ...): a record
  *   tp_btf/tcp_destroy_sock      the socket is gone: its life is forgotten
  *   sockops                      when a SYN reached a listener (optional: capture.synTiming)
+ *   cgroup_skb/egress, /ingress  the head of a segment's payload (opt-in: inspect.*; not even loaded otherwise)
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -41,6 +42,7 @@ const volatile struct tcpspan_filter tcpspan_filter = {};
 const struct tcpspan_event *unused_event __attribute__((unused));
 const struct tcpspan_conn *unused_conn __attribute__((unused));
 const struct tcpspan_counters *unused_counters __attribute__((unused));
+const struct tcpspan_payload *unused_payload __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -51,7 +53,7 @@ struct {
 struct sock_info {
 	struct tcpspan_conn c;
 	__u32 closed;          /* the Close record was sent: later events belong to no life until the next start */
-	__u32 _pad;
+	__u32 inspected;       /* TCPSPAN_DIR_* of the directions whose first payload was sent (inspect.protocols) */
 };
 
 /*
@@ -822,4 +824,155 @@ int handle_sockops(struct bpf_sock_ops *skops)
 	if (bpf_map_update_elem(&syn_times, &k, &now, BPF_ANY))
 		count(TCPSPAN_C_SYN_MAP_FULL);
 	return 1;
+}
+
+/*
+ * Payload inspection (opt-in: inspect.traceparent, inspect.protocols). The loader leaves
+ * these programs out unless an inspect option is on, so by default no program reads
+ * payload bytes. They observe only: they always return 1 (pass), never drop or alter.
+ *
+ * Only segments with payload of full TCP sockets that have a life (so the filters have
+ * accepted them) are looked at, and only two kinds are sent, each as one variable-length
+ * record holding at most TCPSPAN_PAYLOAD_MAX bytes of the segment's head:
+ *   - a segment whose payload begins with an HTTP/1.x method token (inspect.traceparent):
+ *     user space finds the traceparent header in it (src/inspect/traceparent.ts);
+ *   - the first payload segment of each direction of a life (inspect.protocols): user space
+ *     identifies the protocol from it (src/inspect/protocol.ts).
+ * Parsing stays in user space, on tcpspan's core: a bounded header scan here would run on
+ * the traced workload's core for every request.
+ */
+
+/* A payload record is made here, then copied to the ring at its length. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tcpspan_payload);
+} payload_scratch SEC(".maps");
+
+#define WORD4(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+
+/* The first four payload bytes (as loaded, little-endian) begin an HTTP/1.x request. */
+static __always_inline bool http_method(__u32 w)
+{
+	switch (w) {
+	case WORD4('G', 'E', 'T', ' '):
+	case WORD4('P', 'O', 'S', 'T'):
+	case WORD4('P', 'U', 'T', ' '):
+	case WORD4('H', 'E', 'A', 'D'):
+	case WORD4('D', 'E', 'L', 'E'):
+	case WORD4('P', 'A', 'T', 'C'):
+	case WORD4('O', 'P', 'T', 'I'):
+	case WORD4('C', 'O', 'N', 'N'):
+	case WORD4('T', 'R', 'A', 'C'):
+		return true;
+	}
+	return false;
+}
+
+static __always_inline int inspect_skb(struct __sk_buff *skb, __u8 dir)
+{
+	struct bpf_sock *bsk = skb->sk;
+	struct tcpspan_payload *p;
+	struct sock_info *si;
+	struct tcp_sock *tp;
+	__u32 ip_len, off, seg_len, len, word = 0, seq = 0, zero = 0;
+	__u64 key;
+	__u8 b = 0, what = 0;
+
+	if (!bsk)
+		return 1;
+	bsk = bpf_sk_fullsock(bsk);
+	if (!bsk || bsk->protocol != IPPROTO_TCP)
+		return 1;
+	/* skb data starts at the network header, in both directions */
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 0, &b, 1))
+			return 1;
+		ip_len = (b & 0xf) * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		/* extension headers before TCP are not followed: such segments are not inspected */
+		if (bpf_skb_load_bytes(skb, 6, &b, 1) || b != IPPROTO_TCP)
+			return 1;
+		ip_len = 40;
+	} else {
+		return 1;
+	}
+	if (bpf_skb_load_bytes(skb, ip_len + 12, &b, 1))
+		return 1;
+	off = ip_len + (b >> 4) * 4;
+	if (skb->len <= off)
+		return 1; /* no payload: SYN, ACK, FIN */
+	seg_len = skb->len - off;
+
+	/* the cheap test first: most segments are not request heads */
+	if ((tcpspan_filter.inspect & TCPSPAN_INSPECT_TRACEPARENT) && seg_len >= 16 &&
+	    !bpf_skb_load_bytes(skb, off, &word, 4) && http_method(word))
+		what |= TCPSPAN_P_REQUEST;
+	if (!what && !(tcpspan_filter.inspect & TCPSPAN_INSPECT_PROTOCOLS))
+		return 1;
+
+	/* the socket's life: tracked and wanted by the filters, or not looked at */
+	tp = bpf_skc_to_tcp_sock(bsk);
+	if (!tp)
+		return 1;
+	key = (__u64)tp;
+	si = bpf_map_lookup_elem(&lives, &key);
+	if (!si || si->closed)
+		return 1;
+	if ((tcpspan_filter.inspect & TCPSPAN_INSPECT_PROTOCOLS) && !(si->inspected & dir)) {
+		si->inspected |= dir;
+		what |= TCPSPAN_P_FIRST;
+	}
+	if (!what)
+		return 1;
+
+	p = bpf_map_lookup_elem(&payload_scratch, &zero);
+	if (!p)
+		return 1;
+	len = seg_len < TCPSPAN_PAYLOAD_MAX ? seg_len : TCPSPAN_PAYLOAD_MAX;
+	/* the same value (1..TCPSPAN_PAYLOAD_MAX), in a form the verifier can bound; hidden from the compiler */
+	asm volatile("" : "+r"(len));
+	len = ((len - 1) & (TCPSPAN_PAYLOAD_MAX - 1)) + 1;
+	if (bpf_skb_load_bytes(skb, off, p->data, len))
+		return 1;
+	bpf_skb_load_bytes(skb, ip_len + 4, &seq, 4);
+	p->ts_ns = bpf_ktime_get_ns();
+	p->cookie = si->c.cookie;
+	__builtin_memcpy(p->laddr, si->c.laddr, 16);
+	__builtin_memcpy(p->raddr, si->c.raddr, 16);
+	p->netns = si->c.netns;
+	p->lport = si->c.lport;
+	p->rport = si->c.rport;
+	p->family = si->c.family;
+	p->kind = TCPSPAN_EV_PAYLOAD;
+	p->flags = 0;
+	p->state = bsk->state;
+	p->life = life_of(&si->c);
+	p->life_start_ns = p->life == TCPSPAN_LIFE_MIDWAY ? si->c.start_ns : si->c.trans_ns[0];
+	p->seq = bpf_ntohl(seq);
+	p->seg_len = seg_len;
+	p->len = len;
+	p->dir = dir;
+	p->what = what;
+	/* only the bytes copied go to the ring; flags 0: the reader batches its wake-ups */
+	if (bpf_ringbuf_output(&events, p, offsetof(struct tcpspan_payload, data) + len, 0)) {
+		count(TCPSPAN_C_RINGBUF_FULL);
+		si->c.flags |= TCPSPAN_F_LOST;
+		return 1;
+	}
+	count(TCPSPAN_C_SUBMITTED);
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int handle_egress(struct __sk_buff *skb)
+{
+	return inspect_skb(skb, TCPSPAN_DIR_EGRESS);
+}
+
+SEC("cgroup_skb/ingress")
+int handle_ingress(struct __sk_buff *skb)
+{
+	return inspect_skb(skb, TCPSPAN_DIR_INGRESS);
 }

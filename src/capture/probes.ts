@@ -7,7 +7,7 @@ import path from 'node:path';
 import { captureLibbpfLog, libbpf, takeLibbpfLog, type Ptr } from './libbpf.js';
 import { structLayout, tracepointArgCount, withVmlinuxBtf } from './btf.js';
 import { openRingBuffer, type RingBuffer } from './ring-buffer.js';
-import { encodeFilter, type FilterSpec } from './filter.js';
+import { encodeFilter, NO_INSPECT, type FilterSpec, type InspectSpec } from './filter.js';
 import { DEFAULT_MAX_SOCKETS } from './lives-map.js';
 import { ERRNO, errno, strerror } from './libc.js';
 import { compareLayout, COUNTERS_LAYOUT, WIRE_STRUCTS } from '../decode/wire-layout.js';
@@ -36,12 +36,19 @@ export interface CaptureOptions {
    */
   synTiming: boolean;
   cgroupPath?: string;
+  /**
+   * Payload inspection (inspect.traceparent, inspect.protocols): the cgroup_skb programs on
+   * the cgroup v2 root. Both off (the default): those programs are not even loaded.
+   */
+  inspect?: InspectSpec;
   warn?: (message: string) => void;
 }
 
 export interface ProgramStatus {
   program: string;
   hook: string;
+  /** false: left out before load (an opt-in feature that is off); such a program never runs */
+  loaded: boolean;
   attached: boolean;
   note?: string;
 }
@@ -74,6 +81,8 @@ interface ProgramSpec {
   args?: number;
   required?: boolean;
   cgroup?: boolean;
+  /** a payload program: loaded only with an inspect option on */
+  inspect?: boolean;
 }
 
 const PROGRAMS: readonly ProgramSpec[] = [
@@ -88,7 +97,14 @@ const PROGRAMS: readonly ProgramSpec[] = [
   // without it, the lives of destroyed sockets would fill the map
   { name: 'handle_destroy_sock', hook: 'tcp:tcp_destroy_sock', tracepoint: 'tcp_destroy_sock', required: true },
   { name: 'handle_sockops', hook: 'cgroup sock_ops (SYN arrival)', cgroup: true },
+  { name: 'handle_egress', hook: 'cgroup_skb/egress (inspect: payload sent)', cgroup: true, inspect: true },
+  { name: 'handle_ingress', hook: 'cgroup_skb/ingress (inspect: payload received)', cgroup: true, inspect: true },
 ];
+
+/** The inspect options as one phrase, for messages: what is off when the payload programs are. */
+function inspectNames(inspect: InspectSpec): string {
+  return [inspect.traceparent && 'inspect.traceparent', inspect.protocols && 'inspect.protocols'].filter(Boolean).join(' and ');
+}
 
 const PRIVILEGE_FIX = 'run as root, or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN ' +
   '(e.g. `sudo bin/tcpspan ...`, or in a container: --privileged or cap_add)';
@@ -114,10 +130,10 @@ export function openCapture(opts: CaptureOptions): Capture {
   let ring: RingBuffer | undefined;
   try {
     checkWireLayout(obj, objectPath);
-    const programs = configure(obj, opts);
+    const { planned: programs, left } = configure(obj, opts);
     loadObject(obj);
     const cgroupFd = programs.some((p) => p.attach === 'cgroup') ? openCgroup(opts) : undefined;
-    const statuses = attachAll(programs, links, cgroupFd, opts.warn);
+    const statuses = [...attachAll(programs, links, cgroupFd, opts), ...left];
     if (cgroupFd !== undefined) closeSync(cgroupFd);
     ring = mapRing(obj, opts.ringBytes);
     return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'), mapFd(obj, 'lives'));
@@ -145,7 +161,10 @@ interface PlannedProgram {
   attach: 'tracepoint' | 'cgroup';
 }
 
-function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
+function configure(obj: Ptr, opts: CaptureOptions): { planned: PlannedProgram[]; left: ProgramStatus[] } {
+  const inspect = opts.inspect ?? NO_INSPECT;
+  const inspecting = inspect.traceparent || inspect.protocols;
+  const left: ProgramStatus[] = [];
   check(libbpf.mapSetMaxEntries(mustFindMap(obj, 'events'), opts.ringBytes), 'configure',
     `cannot size the ring buffer to ${opts.ringBytes} bytes (a power of two, at least one page)`);
   const maxSockets = opts.maxSockets ?? DEFAULT_MAX_SOCKETS;
@@ -173,6 +192,10 @@ function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
       } else if (spec.args !== undefined && spec.args !== args) {
         enabled = false; // the other variant of this program matches the kernel
       }
+    } else if (spec.inspect) {
+      enabled = inspecting;
+      // reported, so `doctor` and tests can see that no payload program was loaded
+      if (!enabled) left.push({ program: spec.name, hook: spec.hook, loaded: false, attached: false, note: 'not loaded: inspect.traceparent and inspect.protocols are off' });
     } else if (spec.cgroup && !opts.synTiming) {
       enabled = false;
     }
@@ -181,13 +204,13 @@ function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
   }
 
   const rodata = mustFindMap(obj, '.rodata');
-  const filter = encodeFilter(opts.filter, opts.synTiming);
+  const filter = encodeFilter(opts.filter, opts.synTiming, inspect);
   if (libbpf.mapValueSize(rodata) !== filter.length) {
     throw new CaptureError('configure', `the BPF object's read-only data is ${libbpf.mapValueSize(rodata)} bytes, ` +
       `the filter ${filter.length}: only the filter may live in .rodata; rebuild with scripts/setup`);
   }
   check(libbpf.mapSetInitialValue(rodata, filter), 'configure', 'cannot set the kernel-side filters');
-  return planned;
+  return { planned, left };
 }
 
 function loadObject(obj: Ptr): void {
@@ -203,17 +226,24 @@ function loadObject(obj: Ptr): void {
     'the kernel rejected them: report it with `bin/tcpspan doctor` output', verifier);
 }
 
+/** What goes without the cgroup programs, for the warning. */
+function cgroupLoss(opts: CaptureOptions): string {
+  const inspect = inspectNames(opts.inspect ?? NO_INSPECT);
+  const losses = [opts.synTiming && 'server spans start when the SYN-ACK was sent (a few µs after the SYN)', inspect && `${inspect} are off`];
+  return losses.filter(Boolean).join('; ');
+}
+
 function openCgroup(opts: CaptureOptions): number | undefined {
   const dir = opts.cgroupPath ?? findCgroup2Mount();
   if (!dir) {
-    opts.warn?.('no cgroup v2 hierarchy is mounted: server spans start when the SYN-ACK was sent (a few µs after the SYN); ' +
+    opts.warn?.(`no cgroup v2 hierarchy is mounted: ${cgroupLoss(opts)}; ` +
       'mount one with `mount -t cgroup2 none /sys/fs/cgroup` or set capture.cgroupPath');
     return undefined;
   }
   try {
     return openSync(dir, 'r');
   } catch (err) {
-    opts.warn?.(`cannot open cgroup ${dir} (${(err as Error).message}): server spans start when the SYN-ACK was sent (a few µs after the SYN)`);
+    opts.warn?.(`cannot open cgroup ${dir} (${(err as Error).message}): ${cgroupLoss(opts)}`);
     return undefined;
   }
 }
@@ -230,12 +260,13 @@ export function findCgroup2Mount(): string | undefined {
   return undefined;
 }
 
-function attachAll(planned: PlannedProgram[], links: Ptr[], cgroupFd: number | undefined,
-                   warn: ((m: string) => void) | undefined): ProgramStatus[] {
+function attachAll(planned: PlannedProgram[], links: Ptr[], cgroupFd: number | undefined, opts: CaptureOptions): ProgramStatus[] {
+  const warn = opts.warn;
   const statuses: ProgramStatus[] = [];
+  let inspectWarned = false;
   for (const { spec, prog, attach } of planned) {
     if (attach === 'cgroup' && cgroupFd === undefined) {
-      statuses.push({ program: spec.name, hook: spec.hook, attached: false, note: 'no cgroup v2 hierarchy' });
+      statuses.push({ program: spec.name, hook: spec.hook, loaded: true, attached: false, note: 'no cgroup v2 hierarchy' });
       continue;
     }
     takeLibbpfLog();
@@ -246,12 +277,18 @@ function attachAll(planned: PlannedProgram[], links: Ptr[], cgroupFd: number | u
       if (spec.required || attach === 'tracepoint') {
         throw new CaptureError('attach', `cannot attach ${spec.hook} (${spec.name}): ${strerror(err)}; ${why}`, takeLibbpfLog());
       }
-      warn?.(`cannot attach ${spec.hook}: ${strerror(err)}; server spans start when the SYN-ACK was sent (a few µs after the SYN)`);
-      statuses.push({ program: spec.name, hook: spec.hook, attached: false, note: strerror(err) });
+      if (spec.inspect) {
+        // one line for both payload programs: what is off, and why
+        if (!inspectWarned) warn?.(`cannot attach the payload programs (cgroup_skb): ${strerror(err)}; ${inspectNames(opts.inspect ?? NO_INSPECT)} are off`);
+        inspectWarned = true;
+      } else {
+        warn?.(`cannot attach ${spec.hook}: ${strerror(err)}; server spans start when the SYN-ACK was sent (a few µs after the SYN)`);
+      }
+      statuses.push({ program: spec.name, hook: spec.hook, loaded: true, attached: false, note: strerror(err) });
       continue;
     }
     links.push(link);
-    statuses.push({ program: spec.name, hook: spec.hook, attached: true });
+    statuses.push({ program: spec.name, hook: spec.hook, loaded: true, attached: true });
   }
   return statuses;
 }

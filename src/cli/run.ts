@@ -104,6 +104,7 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
       maxSockets: cfg.capture.maxSockets,
       synTiming: cfg.capture.synTiming,
       ...(cfg.capture.cgroupPath ? { cgroupPath: cfg.capture.cgroupPath } : {}),
+      inspect: { traceparent: cfg.inspect.traceparent, protocols: cfg.inspect.protocols },
       warn: (m) => say(`warning: ${m}`),
     });
   } catch (err) {
@@ -111,7 +112,7 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
     await telemetry.shutdown();
     throw err;
   }
-  const bridge = createBridge({ capture, clock: createClock(), correlator: cfg.correlator, sinks, onRecord: (r) => telemetry.connections.record(r) });
+  const bridge = createBridge({ capture, clock: createClock(), correlator: { ...cfg.correlator, maxLinksPerSpan: cfg.inspect.maxLinksPerSpan }, sinks, onRecord: (r) => telemetry.connections.record(r) });
   observeHealth(telemetry.meter, bridge.health);
   const stopped = new Promise<void>((resolve) => onShutdownSignal(resolve));
   bridge.start();

@@ -39,6 +39,7 @@ export interface TcpspanConfig {
   };
   readonly service: { readonly name: string };
   readonly health: { readonly listen: string };
+  readonly inspect: { readonly traceparent: boolean; readonly protocols: boolean; readonly maxLinksPerSpan: number };
 }
 
 export type TracesExporter = 'auto' | 'otlp' | 'console' | 'none';
@@ -229,6 +230,17 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
       doc: 'service.name of the resource (other resource attributes come from OTEL_RESOURCE_ATTRIBUTES).',
       format: 'tcpspan-string', default: 'tcpspan', env: 'OTEL_SERVICE_NAME',
     },
+  },
+  inspect: {
+    traceparent: {
+      doc: 'Read the W3C traceparent header of each plaintext HTTP/1.x request sent or received and link the connection span to that span (cgroup_skb programs read the head of request segments; off: no program reads payload).',
+      format: 'tcpspan-boolean', default: false, env: 'TCPSPAN_INSPECT_TRACEPARENT',
+    },
+    protocols: {
+      doc: 'Identify the protocol from the first bytes of each direction (HTTP/1.x, HTTP/2, TLS ClientHello with SNI, PostgreSQL, MySQL, Redis) as span attributes (cgroup_skb programs read the first payload segment each way; off: no program reads payload).',
+      format: 'tcpspan-boolean', default: false, env: 'TCPSPAN_INSPECT_PROTOCOLS',
+    },
+    maxLinksPerSpan: int('Span links kept per connection end (inspect.traceparent); the rest are counted in the span\'s dropped-links count.', 32, { min: 0, max: 4096 }),
   },
   health: {
     listen: {
