@@ -231,6 +231,12 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
       format: 'tcpspan-string', default: 'tcpspan', env: 'OTEL_SERVICE_NAME',
     },
   },
+  health: {
+    listen: {
+      doc: "host:port where `tcpspan run` serves /healthz (alive) and /readyz (attached and exporting), e.g. 127.0.0.1:13135 ('': off). Any host is accepted; keep it on loopback unless probes come from elsewhere.",
+      format: 'tcpspan-listen', default: '', env: 'TCPSPAN_HEALTH_LISTEN',
+    },
+  },
   inspect: {
     traceparent: {
       doc: 'Read the W3C traceparent header of each plaintext HTTP/1.x request sent or received and link the connection span to that span (cgroup_skb programs read the head of request segments; off: no program reads payload).',
@@ -241,12 +247,6 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
       format: 'tcpspan-boolean', default: false, env: 'TCPSPAN_INSPECT_PROTOCOLS',
     },
     maxLinksPerSpan: int('Span links kept per connection end (inspect.traceparent); the rest are counted in the span\'s dropped-links count.', 32, { min: 0, max: 4096 }),
-  },
-  health: {
-    listen: {
-      doc: "host:port where `tcpspan run` serves /healthz (alive) and /readyz (attached and exporting), e.g. 127.0.0.1:13135 ('': off). Any host is accepted; keep it on loopback unless probes come from elsewhere.",
-      format: 'tcpspan-listen', default: '', env: 'TCPSPAN_HEALTH_LISTEN',
-    },
   },
 };
 
