@@ -905,24 +905,33 @@ static __always_inline int inspect_skb(struct __sk_buff *skb, __u8 dir)
 		return 1; /* no payload: SYN, ACK, FIN */
 	seg_len = skb->len - off;
 
-	/* the cheap test first: most segments are not request heads */
-	if ((tcpspan_filter.inspect & TCPSPAN_INSPECT_TRACEPARENT) && seg_len >= 16 &&
-	    !bpf_skb_load_bytes(skb, off, &word, 4) && http_method(word))
-		what |= TCPSPAN_P_REQUEST;
-	if (!what && !(tcpspan_filter.inspect & TCPSPAN_INSPECT_PROTOCOLS))
-		return 1;
-
-	/* the socket's life: tracked and wanted by the filters, or not looked at */
 	tp = bpf_skc_to_tcp_sock(bsk);
 	if (!tp)
 		return 1;
+	/* cheap tests first, so most segments cost no map lookup */
+	if ((tcpspan_filter.inspect & TCPSPAN_INSPECT_TRACEPARENT) && seg_len >= 16 &&
+	    !bpf_skb_load_bytes(skb, off, &word, 4) && http_method(word))
+		what |= TCPSPAN_P_REQUEST;
+	/*
+	 * The first payload each way: nothing sent before this segment (__tcp_transmit_skb counts
+	 * it in bytes_sent before the egress hook runs), or nothing received yet (ingress runs
+	 * before the receive path counts it). The life's bit below makes it once per life.
+	 */
+	if ((tcpspan_filter.inspect & TCPSPAN_INSPECT_PROTOCOLS) &&
+	    (dir == TCPSPAN_DIR_EGRESS ? tp->bytes_sent == seg_len : tp->bytes_received == 0))
+		what |= TCPSPAN_P_FIRST;
+	if (!what)
+		return 1;
+
+	/* the socket's life: tracked and wanted by the filters, or not looked at */
 	key = (__u64)tp;
 	si = bpf_map_lookup_elem(&lives, &key);
 	if (!si || si->closed)
 		return 1;
-	if ((tcpspan_filter.inspect & TCPSPAN_INSPECT_PROTOCOLS) && !(si->inspected & dir)) {
+	if (what & TCPSPAN_P_FIRST) {
+		if (si->inspected & dir)
+			what &= ~TCPSPAN_P_FIRST;
 		si->inspected |= dir;
-		what |= TCPSPAN_P_FIRST;
 	}
 	if (!what)
 		return 1;
