@@ -872,39 +872,50 @@ static __always_inline bool http_method(__u32 w)
 
 static __always_inline int inspect_skb(struct __sk_buff *skb, __u8 dir)
 {
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
 	struct bpf_sock *bsk = skb->sk;
 	struct tcpspan_payload *p;
 	struct sock_info *si;
 	struct tcp_sock *tp;
-	__u32 ip_len, off, seg_len, len, word = 0, seq = 0, zero = 0;
+	struct tcphdr *th;
+	__u32 ip_len, off, seg_len, len, seq, word = 0, zero = 0;
 	__u64 key;
-	__u8 b = 0, what = 0;
+	__u8 what = 0;
 
+	/*
+	 * Every segment of every socket comes here: the headers are read in place (they are
+	 * in the linear data), no helper is called until the segment is known to carry payload.
+	 * skb data starts at the network header, in both directions.
+	 */
 	if (!bsk)
 		return 1;
-	bsk = bpf_sk_fullsock(bsk);
-	if (!bsk || bsk->protocol != IPPROTO_TCP)
-		return 1;
-	/* skb data starts at the network header, in both directions */
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (bpf_skb_load_bytes(skb, 0, &b, 1))
+		struct iphdr *ip = data;
+
+		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP)
 			return 1;
-		ip_len = (b & 0xf) * 4;
+		ip_len = ip->ihl * 4;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+
 		/* extension headers before TCP are not followed: such segments are not inspected */
-		if (bpf_skb_load_bytes(skb, 6, &b, 1) || b != IPPROTO_TCP)
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
 			return 1;
-		ip_len = 40;
+		ip_len = sizeof(*ip6);
 	} else {
 		return 1;
 	}
-	if (bpf_skb_load_bytes(skb, ip_len + 12, &b, 1))
+	ip_len &= 0x7f; /* for the verifier: at most 60 (IPv4) or 40 (IPv6) */
+	th = data + ip_len;
+	if ((void *)(th + 1) > data_end)
 		return 1;
-	off = ip_len + (b >> 4) * 4;
+	off = ip_len + th->doff * 4;
 	if (skb->len <= off)
 		return 1; /* no payload: SYN, ACK, FIN */
 	seg_len = skb->len - off;
+	seq = bpf_ntohl(th->seq);
 
+	/* a full TCP socket, or nothing */
 	tp = bpf_skc_to_tcp_sock(bsk);
 	if (!tp)
 		return 1;
@@ -945,7 +956,6 @@ static __always_inline int inspect_skb(struct __sk_buff *skb, __u8 dir)
 	len = ((len - 1) & (TCPSPAN_PAYLOAD_MAX - 1)) + 1;
 	if (bpf_skb_load_bytes(skb, off, p->data, len))
 		return 1;
-	bpf_skb_load_bytes(skb, ip_len + 4, &seq, 4);
 	p->ts_ns = bpf_ktime_get_ns();
 	p->cookie = si->c.cookie;
 	__builtin_memcpy(p->laddr, si->c.laddr, 16);
@@ -956,10 +966,10 @@ static __always_inline int inspect_skb(struct __sk_buff *skb, __u8 dir)
 	p->family = si->c.family;
 	p->kind = TCPSPAN_EV_PAYLOAD;
 	p->flags = 0;
-	p->state = bsk->state;
+	p->state = tp->inet_conn.icsk_inet.sk.__sk_common.skc_state;
 	p->life = life_of(&si->c);
 	p->life_start_ns = p->life == TCPSPAN_LIFE_MIDWAY ? si->c.start_ns : si->c.trans_ns[0];
-	p->seq = bpf_ntohl(seq);
+	p->seq = seq;
 	p->seg_len = seg_len;
 	p->len = len;
 	p->dir = dir;
