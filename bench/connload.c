@@ -4,7 +4,7 @@
 //   {"connections":N,"seconds":S,"rate":R,"failed":F}
 //
 // Usage: connload --port P --seconds S [--addr 127.0.0.1|::1]
-//                 [--cpu N] [--server-cpu N] [--server | --client]
+//                 [--cpu N] [--server-cpu N] [--server | --client] [--http]
 //
 // By default the process forks its own server. --server runs only the server
 // (prints {"accepted":N,"seconds":S}), --client only the client, so the two
@@ -15,9 +15,19 @@
 // EOF, close(). That keeps TIME_WAIT on the server side, whose 4-tuples hold
 // no ephemeral port, so the client never runs out of ports (EADDRNOTAVAIL)
 // however long it runs, without touching tcp_tw_reuse.
+//
+// --http: the client sends one small HTTP/1.1 request with a traceparent header
+// right after connecting, and the server reads it before closing, so payload
+// inspection (inspect.traceparent, inspect.protocols) has something to read.
+// Both sides must be given it (in the default mode, the one process is).
 #include "loadgen-common.h"
 
 enum mode { MODE_BOTH, MODE_SERVER, MODE_CLIENT };
+
+static int http_mode;
+static const char HTTP_REQUEST[] =
+    "GET /bench HTTP/1.1\r\nHost: bench\r\nUser-Agent: connload\r\n"
+    "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n";
 
 // Accept and close immediately: the server sends the first FIN, so it is the
 // side that ends in TIME_WAIT.
@@ -30,6 +40,11 @@ static long serve(int lfd) {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) continue;
       fail("accept");
       exit(1);
+    }
+    if (http_mode) {
+      // the request arrives in one segment on loopback: one read takes it
+      char req[512];
+      if (read(fd, req, sizeof req) < 0 && errno == EINTR && stop) { close(fd); break; }
     }
     close(fd);
     accepted++;
@@ -50,6 +65,8 @@ static int one_connection(const struct sockaddr_storage *sa, socklen_t len) {
   if (fd < 0) return errno;
   int err = 0;
   if (connect(fd, (const struct sockaddr *)sa, len) < 0) {
+    err = errno;
+  } else if (http_mode && write(fd, HTTP_REQUEST, sizeof HTTP_REQUEST - 1) < 0) {
     err = errno;
   } else {
     char b;
@@ -86,12 +103,13 @@ static int mode_flag(const char *arg, void *ctx) {
   enum mode *mode = ctx;
   if (!strcmp(arg, "--server")) { *mode = MODE_SERVER; return 1; }
   if (!strcmp(arg, "--client")) { *mode = MODE_CLIENT; return 1; }
+  if (!strcmp(arg, "--http")) { http_mode = 1; return 1; }
   return 0;
 }
 
 int main(int argc, char **argv) {
   loadgen_init("connload", "usage: connload --port P --seconds S [--addr 127.0.0.1|::1] "
-                           "[--cpu N] [--server-cpu N] [--server | --client]");
+                           "[--cpu N] [--server-cpu N] [--server | --client] [--http]");
   struct loadgen_options o;
   enum mode mode = MODE_BOTH;
   parse_args(argc, argv, &o, mode_flag, &mode);

@@ -31,6 +31,8 @@ export interface ConnloadOptions {
   cpu?: number;
   /** CPU to pin the accept-and-close server to; unpinned when absent. */
   serverCpu?: number;
+  /** each connection carries one small HTTP/1.1 request with a traceparent header (connload --http) */
+  http?: boolean;
 }
 
 export interface ConnloadResult {
@@ -66,7 +68,7 @@ export async function buildLoadgens(): Promise<LoadgenBinaries> {
 
 export async function runConnload(opts: ConnloadOptions): Promise<ConnloadResult> {
   const { connload } = await buildLoadgens();
-  const out = await runJson(connload, commonArgs(opts), opts.seconds);
+  const out = await runJson(connload, [...commonArgs(opts), ...(opts.http ? ['--http'] : [])], opts.seconds);
   return {
     connections: numberField(out, 'connections', 'connload'),
     seconds: numberField(out, 'seconds', 'connload'),

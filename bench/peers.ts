@@ -232,13 +232,48 @@ export function parseEventsSummary(stderr: string): EventsSummary | undefined {
   return undefined;
 }
 
-export function tcpspanTracers(receiver: () => Promise<ReceiverProcess>): Tracer[] {
-  const node = (cmd: string, args: string[], outFile: string, env?: NodeJS.ProcessEnv) => {
-    const fd = openSync(outFile, 'w');
-    const p = spawnUntilReady('taskset', ['-c', TRACER_CPU, process.execPath, MAIN, cmd, ...args],
-      { ready: cmd === 'events' ? 'capturing' : 'running:', stdout: fd, timeoutMs: READY_TIMEOUT_MS, ...(env && { env }) });
-    return p.then((r) => { track(r.child); return r; }).finally(() => closeSync(fd));
+function startTcpspan(cmd: string, args: string[], outFile: string, env?: NodeJS.ProcessEnv) {
+  const fd = openSync(outFile, 'w');
+  const p = spawnUntilReady('taskset', ['-c', TRACER_CPU, process.execPath, MAIN, cmd, ...args],
+    { ready: cmd === 'events' ? 'capturing' : 'running:', stdout: fd, timeoutMs: READY_TIMEOUT_MS, ...(env && { env }) });
+  return p.then((r) => { track(r.child); return r; }).finally(() => closeSync(fd));
+}
+
+/** `tcpspan run` exporting over OTLP to the counting receiver, with extra environment (inspect options). */
+function runOtlpTracer(key: string, label: string, receiver: () => Promise<ReceiverProcess>, extraEnv: NodeJS.ProcessEnv = {}): Tracer {
+  return {
+    key, label,
+    async start(port, outFile) {
+      const r = await receiver();
+      await r.reset();
+      const p = await startTcpspan('run', ['--port', String(port)], outFile,
+        { PATH: process.env['PATH'] ?? '', OTEL_EXPORTER_OTLP_ENDPOINT: r.endpoint, ...extraEnv });
+      return {
+        pid: p.child.pid!,
+        async stop() {
+          await p.stop('SIGINT'); // flushes what it holds before exiting
+          const s = parseRunSummary(p.stderr());
+          return { outputs: await r.count(), unit: 'spans', expectedPerConnection: 2,
+            ...(s.lostKernelEvents !== undefined && { lost: s.lostKernelEvents }), ...(s.dropped && s.dropped !== 'none' && { note: `dropped ${s.dropped}` }) };
+        },
+      };
+    },
   };
+}
+
+/** The plain bridge and the bridge with each inspect option (payload programs), for `--only inspect`. */
+export function inspectTracers(receiver: () => Promise<ReceiverProcess>): Tracer[] {
+  return [
+    runOtlpTracer('run-otlp', 'tcpspan run (plain bridge)', receiver),
+    runOtlpTracer('run-traceparent', 'tcpspan run, inspect.traceparent', receiver, { TCPSPAN_INSPECT_TRACEPARENT: 'true' }),
+    runOtlpTracer('run-protocols', 'tcpspan run, inspect.protocols', receiver, { TCPSPAN_INSPECT_PROTOCOLS: 'true' }),
+    runOtlpTracer('run-inspect-both', 'tcpspan run, both inspect options', receiver,
+      { TCPSPAN_INSPECT_TRACEPARENT: 'true', TCPSPAN_INSPECT_PROTOCOLS: 'true' }),
+  ];
+}
+
+export function tcpspanTracers(receiver: () => Promise<ReceiverProcess>): Tracer[] {
+  const node = startTcpspan;
   return [
     {
       key: 'events', label: 'tcpspan events (JSON lines to a file)',
@@ -272,22 +307,6 @@ export function tcpspanTracers(receiver: () => Promise<ReceiverProcess>): Tracer
         };
       },
     },
-    {
-      key: 'run-otlp', label: 'tcpspan run (OTLP to a counting receiver on CPU 1)',
-      async start(port, outFile) {
-        const r = await receiver();
-        await r.reset();
-        const p = await node('run', ['--port', String(port)], outFile, { PATH: process.env['PATH'] ?? '', OTEL_EXPORTER_OTLP_ENDPOINT: r.endpoint });
-        return {
-          pid: p.child.pid!,
-          async stop() {
-            await p.stop('SIGINT'); // flushes what it holds before exiting
-            const s = parseRunSummary(p.stderr());
-            return { outputs: await r.count(), unit: 'spans', expectedPerConnection: 2,
-              ...(s.lostKernelEvents !== undefined && { lost: s.lostKernelEvents }), ...(s.dropped && s.dropped !== 'none' && { note: `dropped ${s.dropped}` }) };
-          },
-        };
-      },
-    },
+    runOtlpTracer('run-otlp', 'tcpspan run (OTLP to a counting receiver on CPU 1)', receiver),
   ];
 }

@@ -12,14 +12,14 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildLoadgens } from './loadgen.js';
 import { startReceiverProcess, type ReceiverProcess } from './counting-receiver.js';
-import { ensurePeers, peerTracers, tcpspanTracers } from './peers.js';
-import { bulkRate, median, programCost, sideBySide, type ModeResult } from './side-by-side.js';
+import { ensurePeers, inspectTracers, peerTracers, tcpspanTracers } from './peers.js';
+import { bulkRate, inspectProgramCost, median, programCost, sideBySide, type ModeResult } from './side-by-side.js';
 import { exportPathCeiling, fullRate, memoryPerConnection, overload } from './bridge-bench.js';
 import { foreignStateTracers } from './kernel-objects.js';
 import { stopAll } from './children.js';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const SECTIONS = ['peers', 'bulk', 'programs', 'bridge', 'overload', 'memory', 'ceiling'] as const;
+const SECTIONS = ['peers', 'inspect', 'bulk', 'programs', 'bridge', 'overload', 'memory', 'ceiling'] as const;
 type Section = (typeof SECTIONS)[number];
 
 // ---------------------------------------------------------------- options: one table drives parsing and usage
@@ -161,7 +161,29 @@ async function main(): Promise<void> {
       results['peers'] = { ...r, peer_notes: peers.notes, binaries: { tcplife: peers.tcplife, tcpstates: peers.tcpstates, bpftrace: peers.bpftrace } };
       return peersReport(r.results, o!);
     });
+
+    await section('inspect', async () => {
+      // every connection carries one small HTTP/1.1 request with a traceparent header (connload --http)
+      const r = await sideBySide(inspectTracers(async () => (receiver ??= await startReceiverProcess(1))), o!.rounds, o!.seconds, tmp, progress, { http: true });
+      const plain = r.results.find((x) => x.mode === 'run-otlp')?.medianRate;
+      const cost = await inspectProgramCost(Math.min(o!.seconds, 4), (receiver ??= await startReceiverProcess(1)).endpoint);
+      results['inspect'] = { ...r, program_cost: cost };
+      const rows = r.results.map((x) => [
+        x.label, fmt(x.medianRate), x.ratio === undefined ? '-' : x.ratio.toFixed(3),
+        x.medianRate === undefined || plain === undefined ? '-' : (x.medianRate / plain).toFixed(3),
+        x.outputsPerConnection === undefined ? '-' : `${x.outputsPerConnection.toFixed(2)} ${x.unit}`,
+        x.tracerCpuPercent === undefined ? '-' : `${x.tracerCpuPercent.toFixed(0)} %`, x.status,
+      ]);
+      const rates = r.results.filter((x) => x.rates.length).map((x) => `  ${x.mode}: ${x.rates.map((v) => fmt(v)).join(', ')}`);
+      return `Payload inspection (connload --http: one HTTP/1.1 request with traceparent per connection; client and server on CPU 0, tcpspan on CPU 1; ${o!.rounds} rounds x ${o!.seconds} s)\n` +
+        table(['mode', 'conn/s', 'ratio to none', 'ratio to plain bridge', 'output/conn', 'tracer CPU', 'status'], rows, [false, true, true, true, true, true, false]) +
+        `\nrates per run (connections/s):\n${rates.join('\n')}\n` +
+        `Kernel run time with both options on (kernel.bpf_stats_enabled; ${fmt(cost.connections)} connections)\n` +
+        table(['program', 'runs/conn', 'ns/run', 'ns/conn'], cost.programs.map((x) =>
+          [x.program, x.runsPerConnection.toFixed(2), fmt(x.nsPerRun), fmt(x.nsPerRun * x.runsPerConnection)]), [false, true, true, true]);
+    });
     await receiver?.close();
+    receiver = undefined;
 
     await section('bulk', async () => {
       const secs = Math.min(o!.seconds, 4);

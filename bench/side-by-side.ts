@@ -55,7 +55,7 @@ function median(xs: number[]): number {
 
 /** Each round runs every mode once, the order rotated by one per round, so no mode always follows the same one. */
 export async function sideBySide(tracers: Tracer[], rounds: number, seconds: number, tmpDir: string,
-  progress: (m: string) => void): Promise<{ runs: ModeRun[]; results: ModeResult[] }> {
+  progress: (m: string) => void, load: { http?: boolean } = {}): Promise<{ runs: ModeRun[]; results: ModeResult[] }> {
   const available = tracers.filter((t) => !t.unavailable);
   const modes: (Tracer | undefined)[] = [undefined, ...available];
   const runs: ModeRun[] = [];
@@ -68,14 +68,14 @@ export async function sideBySide(tracers: Tracer[], rounds: number, seconds: num
       const outFile = path.join(tmpDir, `${mode}-${round}.out`);
       try {
         if (!tracer) {
-          const r = await runConnload({ port, seconds, cpu: 0, serverCpu: 0 });
+          const r = await runConnload({ port, seconds, cpu: 0, serverCpu: 0, ...load });
           runs.push({ mode, round, port, ...r, foreign: [...foreign] });
           progress(`round ${round + 1}/${rounds} ${mode}: ${Math.round(r.rate)} connections/s`);
           continue;
         }
         const t = await tracer.start(port, outFile);
         const c0 = cpuMs(t.pid);
-        const r = await runConnload({ port, seconds, cpu: 0, serverCpu: 0 });
+        const r = await runConnload({ port, seconds, cpu: 0, serverCpu: 0, ...load });
         const c1 = cpuMs(t.pid);
         for (const p of foreignStateTracers(t.pid)) foreign.add(p);
         const output = await t.stop();
@@ -184,6 +184,39 @@ export async function programCost(seconds: number): Promise<{ connections: numbe
     // records the kernel produced: those received plus those the full ring refused
     const events = summary && summary.received + (summary.lost['ringbuf_full'] ?? 0);
     return { connections: load.connections, ...(events !== undefined && { events }), programs };
+  } finally {
+    execFileSync('sysctl', ['-q', '-w', `kernel.bpf_stats_enabled=${was}`]);
+  }
+}
+
+/**
+ * Kernel run time of the payload programs (and the others) in `tcpspan run` with both inspect
+ * options on, under the HTTP connection load (kernel.bpf_stats_enabled).
+ */
+export async function inspectProgramCost(seconds: number, receiverEndpoint: string): Promise<{ connections: number; programs: ProgramCost[] }> {
+  const port = freshPort();
+  const was = execFileSync('sysctl', ['-n', 'kernel.bpf_stats_enabled'], { encoding: 'utf8' }).trim();
+  execFileSync('sysctl', ['-q', '-w', 'kernel.bpf_stats_enabled=1']);
+  try {
+    const run = await spawnUntilReady('taskset', ['-c', '1', process.execPath, MAIN, 'run', '--port', String(port)], {
+      ready: 'running:', stdout: 'ignore', timeoutMs: 30_000,
+      env: { PATH: process.env['PATH'] ?? '', OTEL_EXPORTER_OTLP_ENDPOINT: receiverEndpoint, TCPSPAN_INSPECT_TRACEPARENT: 'true', TCPSPAN_INSPECT_PROTOCOLS: 'true' },
+    });
+    track(run.child);
+    const ids = new Set(programsOf(run.child.pid!).map((p) => p.id));
+    type P = { id: number; name?: string; run_time_ns?: number; run_cnt?: number };
+    const snap = () => new Map(bpftool<P[]>(['prog', 'show']).filter((p) => ids.has(p.id)).map((p) => [p.id, p]));
+    const before = snap();
+    const load = await runConnload({ port, seconds, cpu: 0, serverCpu: 0, http: true });
+    const after = snap();
+    await run.stop('SIGINT');
+    const programs = [...after.values()].map((p) => {
+      const b = before.get(p.id);
+      const runs = (p.run_cnt ?? 0) - (b?.run_cnt ?? 0);
+      const ns = (p.run_time_ns ?? 0) - (b?.run_time_ns ?? 0);
+      return { program: p.name ?? `id ${p.id}`, runs, nsPerRun: runs ? Math.round(ns / runs) : 0, runsPerConnection: +(runs / load.connections).toFixed(2) };
+    }).filter((p) => p.runs > 0);
+    return { connections: load.connections, programs };
   } finally {
     execFileSync('sysctl', ['-q', '-w', `kernel.bpf_stats_enabled=${was}`]);
   }

@@ -21,6 +21,7 @@
  *                                one run per accept, where the per-segment sock:sock_recv_length,
  *                                sock:sock_send_length and tcp:tcp_rcv_space_adjust run on every
  *                                send or receive
+ *   cgroup_skb/egress, /ingress  the head of a segment's payload (opt-in: inspect.*; not even loaded otherwise)
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -46,6 +47,7 @@ const volatile struct tcpspan_filter tcpspan_filter = {};
 const struct tcpspan_event *unused_event __attribute__((unused));
 const struct tcpspan_conn *unused_conn __attribute__((unused));
 const struct tcpspan_counters *unused_counters __attribute__((unused));
+const struct tcpspan_payload *unused_payload __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -56,7 +58,7 @@ struct {
 struct sock_info {
 	struct tcpspan_conn c;
 	__u32 closed;          /* the Close record was sent: later events belong to no life until the next start */
-	__u32 _pad;
+	__u32 inspected;       /* TCPSPAN_DIR_* of the directions whose first payload was sent (inspect.protocols) */
 };
 
 /*
@@ -934,4 +936,174 @@ SEC("tracepoint/syscalls/sys_exit_accept")
 int handle_accept(struct syscall_exit *ctx)
 {
 	return accepted(ctx->ret);
+}
+
+/*
+ * Payload inspection (opt-in: inspect.traceparent, inspect.protocols). The loader leaves
+ * these programs out unless an inspect option is on, so by default no program reads
+ * payload bytes. They observe only: they always return 1 (pass), never drop or alter.
+ *
+ * Only segments with payload of full TCP sockets that have a life (so the filters have
+ * accepted them) are looked at, and only two kinds are sent, each as one variable-length
+ * record holding at most TCPSPAN_PAYLOAD_MAX bytes of the segment's head:
+ *   - a segment whose payload begins with an HTTP/1.x method token (inspect.traceparent):
+ *     user space finds the traceparent header in it (src/inspect/traceparent.ts);
+ *   - the first payload segment of each direction of a life (inspect.protocols): user space
+ *     identifies the protocol from it (src/inspect/protocol.ts).
+ * Parsing stays in user space, on tcpspan's core: a bounded header scan here would run on
+ * the traced workload's core for every request.
+ */
+
+/* A payload record is made here, then copied to the ring at its length. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tcpspan_payload);
+} payload_scratch SEC(".maps");
+
+#define WORD4(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+
+/* The first four payload bytes (as loaded, little-endian) begin an HTTP/1.x request. */
+static __always_inline bool http_method(__u32 w)
+{
+	switch (w) {
+	case WORD4('G', 'E', 'T', ' '):
+	case WORD4('P', 'O', 'S', 'T'):
+	case WORD4('P', 'U', 'T', ' '):
+	case WORD4('H', 'E', 'A', 'D'):
+	case WORD4('D', 'E', 'L', 'E'):
+	case WORD4('P', 'A', 'T', 'C'):
+	case WORD4('O', 'P', 'T', 'I'):
+	case WORD4('C', 'O', 'N', 'N'):
+	case WORD4('T', 'R', 'A', 'C'):
+		return true;
+	}
+	return false;
+}
+
+static __always_inline int inspect_skb(struct __sk_buff *skb, __u8 dir)
+{
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	struct bpf_sock *bsk = skb->sk;
+	struct tcpspan_payload *p;
+	struct sock_info *si;
+	struct tcp_sock *tp;
+	struct tcphdr *th;
+	__u32 ip_len, off, seg_len, len, seq, word = 0, zero = 0;
+	__u64 key;
+	__u8 what = 0;
+
+	/*
+	 * Every segment of every socket comes here: the headers are read in place (they are
+	 * in the linear data), no helper is called until the segment is known to carry payload.
+	 * skb data starts at the network header, in both directions.
+	 */
+	if (!bsk)
+		return 1;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data;
+
+		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP)
+			return 1;
+		ip_len = ip->ihl * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+
+		/* extension headers before TCP are not followed: such segments are not inspected */
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
+			return 1;
+		ip_len = sizeof(*ip6);
+	} else {
+		return 1;
+	}
+	ip_len &= 0x7f; /* for the verifier: at most 60 (IPv4) or 40 (IPv6) */
+	th = data + ip_len;
+	if ((void *)(th + 1) > data_end)
+		return 1;
+	off = ip_len + th->doff * 4;
+	if (skb->len <= off)
+		return 1; /* no payload: SYN, ACK, FIN */
+	seg_len = skb->len - off;
+	seq = bpf_ntohl(th->seq);
+
+	/* a full TCP socket, or nothing */
+	tp = bpf_skc_to_tcp_sock(bsk);
+	if (!tp)
+		return 1;
+	/* cheap tests first, so most segments cost no map lookup */
+	if ((tcpspan_filter.inspect & TCPSPAN_INSPECT_TRACEPARENT) && seg_len >= 16 &&
+	    !bpf_skb_load_bytes(skb, off, &word, 4) && http_method(word))
+		what |= TCPSPAN_P_REQUEST;
+	/*
+	 * The first payload each way: nothing sent before this segment (__tcp_transmit_skb counts
+	 * it in bytes_sent before the egress hook runs), or nothing received yet (ingress runs
+	 * before the receive path counts it). The life's bit below makes it once per life.
+	 */
+	if ((tcpspan_filter.inspect & TCPSPAN_INSPECT_PROTOCOLS) &&
+	    (dir == TCPSPAN_DIR_EGRESS ? tp->bytes_sent == seg_len : tp->bytes_received == 0))
+		what |= TCPSPAN_P_FIRST;
+	if (!what)
+		return 1;
+
+	/* the socket's life: tracked and wanted by the filters, or not looked at */
+	key = (__u64)tp;
+	si = bpf_map_lookup_elem(&lives, &key);
+	if (!si || si->closed)
+		return 1;
+	if (what & TCPSPAN_P_FIRST) {
+		if (si->inspected & dir)
+			what &= ~TCPSPAN_P_FIRST;
+		si->inspected |= dir;
+	}
+	if (!what)
+		return 1;
+
+	p = bpf_map_lookup_elem(&payload_scratch, &zero);
+	if (!p)
+		return 1;
+	len = seg_len < TCPSPAN_PAYLOAD_MAX ? seg_len : TCPSPAN_PAYLOAD_MAX;
+	/* the same value (1..TCPSPAN_PAYLOAD_MAX), in a form the verifier can bound; hidden from the compiler */
+	asm volatile("" : "+r"(len));
+	len = ((len - 1) & (TCPSPAN_PAYLOAD_MAX - 1)) + 1;
+	if (bpf_skb_load_bytes(skb, off, p->data, len))
+		return 1;
+	p->ts_ns = bpf_ktime_get_ns();
+	p->cookie = si->c.cookie;
+	__builtin_memcpy(p->laddr, si->c.laddr, 16);
+	__builtin_memcpy(p->raddr, si->c.raddr, 16);
+	p->netns = si->c.netns;
+	p->lport = si->c.lport;
+	p->rport = si->c.rport;
+	p->family = si->c.family;
+	p->kind = TCPSPAN_EV_PAYLOAD;
+	p->flags = 0;
+	p->state = tp->inet_conn.icsk_inet.sk.__sk_common.skc_state;
+	p->life = life_of(&si->c);
+	p->life_start_ns = p->life == TCPSPAN_LIFE_MIDWAY ? si->c.start_ns : si->c.trans_ns[0];
+	p->seq = seq;
+	p->seg_len = seg_len;
+	p->len = len;
+	p->dir = dir;
+	p->what = what;
+	/* only the bytes copied go to the ring; flags 0: the reader batches its wake-ups */
+	if (bpf_ringbuf_output(&events, p, offsetof(struct tcpspan_payload, data) + len, 0)) {
+		count(TCPSPAN_C_RINGBUF_FULL);
+		si->c.flags |= TCPSPAN_F_LOST;
+		return 1;
+	}
+	count(TCPSPAN_C_SUBMITTED);
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int handle_egress(struct __sk_buff *skb)
+{
+	return inspect_skb(skb, TCPSPAN_DIR_EGRESS);
+}
+
+SEC("cgroup_skb/ingress")
+int handle_ingress(struct __sk_buff *skb)
+{
+	return inspect_skb(skb, TCPSPAN_DIR_INGRESS);
 }

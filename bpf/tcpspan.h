@@ -23,6 +23,7 @@ enum tcpspan_kind {
 	TCPSPAN_EV_RESET_RECEIVED = 5,   /* tcp:tcp_receive_reset */
 	TCPSPAN_EV_RESET_SENT = 6,       /* tcp:tcp_send_reset; cookie 0 when no socket sent it (closed port) */
 	TCPSPAN_EV_ERROR = 7,            /* sock:inet_sk_error_report */
+	TCPSPAN_EV_PAYLOAD = 8,          /* tcpspan_payload: the head of a segment's payload (inspect.*, cgroup_skb) */
 };
 
 /* Head flags (flags) */
@@ -104,6 +105,39 @@ struct tcpspan_event {
 	__u8 _pad[4];
 };
 
+/* Bytes of a segment's payload a payload record carries at most. */
+#define TCPSPAN_PAYLOAD_MAX 1024
+
+/* What a payload record is for (tcpspan_payload.what); both bits may be set. */
+#define TCPSPAN_P_FIRST        0x01 /* the first payload of this direction of the socket's life (inspect.protocols) */
+#define TCPSPAN_P_REQUEST      0x02 /* the payload begins with an HTTP/1.x method token (inspect.traceparent) */
+
+/* Which way a payload record's segment went (tcpspan_payload.dir). */
+#define TCPSPAN_DIR_EGRESS     0x01 /* sent by this socket */
+#define TCPSPAN_DIR_INGRESS    0x02 /* received by this socket */
+
+/*
+ * The head of one TCP segment's payload, seen by the cgroup_skb programs (only with an
+ * inspect.* option on). Variable length: the record ends after len bytes of data.
+ */
+struct tcpspan_payload {
+	TCPSPAN_HEAD;
+	/* life_start_ns, seq and life are where tcpspan_event has them */
+	__u64 life_start_ns;   /* as tcpspan_event.life_start_ns */
+	__u32 seg_len;         /* payload bytes in the segment (or GSO super-segment) */
+	__u32 seq;             /* TCP sequence number of the segment's first payload byte (retransmits repeat it) */
+	__u16 len;             /* bytes copied into data: min(seg_len, TCPSPAN_PAYLOAD_MAX) */
+	__u8 dir;              /* TCPSPAN_DIR_* */
+	__u8 life;             /* enum tcpspan_life */
+	__u8 what;             /* TCPSPAN_P_* */
+	__u8 _pad[3];
+	__u8 data[TCPSPAN_PAYLOAD_MAX];
+};
+
+/* inspect switches (tcpspan_filter.inspect) */
+#define TCPSPAN_INSPECT_TRACEPARENT 0x01
+#define TCPSPAN_INSPECT_PROTOCOLS   0x02
+
 /* Loss and health counters, one set per CPU (map "counters"). */
 enum tcpspan_counter {
 	TCPSPAN_C_SUBMITTED = 0,      /* records written to the ring */
@@ -131,6 +165,7 @@ struct tcpspan_filter {
 	__u32 n_ports;
 	__u32 netns;           /* 0: every network namespace */
 	__u32 syn_sockops;     /* 1: the sock_ops program records SYN arrivals (look them up) */
+	__u32 inspect;         /* TCPSPAN_INSPECT_*: what the cgroup_skb programs send (0: they are not loaded) */
 };
 
 #endif /* __TCPSPAN_H */

@@ -349,7 +349,7 @@ describe('configDocs', () => {
     assert.deepEqual(configDocs().filter((d) => d.flags.length).map((d) => [d.key, ...d.flags]), [
       ['filter.ports', '--port'], ['filter.addrs', '--addr'], ['sampling.ratio', '--sampling-ratio'], ['export.traces', '--console'],
       ['export.otlpEndpoint', '--otlp-endpoint'], ['export.tracesEndpoint', '--otlp-endpoint'], ['export.metricsEndpoint', '--otlp-endpoint'],
-      ['export.tracesFile', '--traces-file'],
+      ['export.tracesFile', '--traces-file'], ['inspect.traceparent', '--inspect-traceparent'], ['inspect.protocols', '--inspect-protocols'],
     ]);
   });
 });

@@ -5,11 +5,11 @@ import assert from 'node:assert/strict';
 import {
   CONN_SIZE, decodeEvent, EventFlag, EventKind, newKernelEvent, recordMemory, type KernelEvent,
 } from '../src/decode/event.js';
-import { CONN_LAYOUT, EVENT_LAYOUT, MAX_TRANSITIONS } from '../src/decode/wire-layout.js';
+import { CONN_LAYOUT, EVENT_LAYOUT, MAX_TRANSITIONS, PAYLOAD_LAYOUT, PAYLOAD_MAX } from '../src/decode/wire-layout.js';
 import { forAll, fuzzSeed, type Rng } from './support/fuzz.js';
 
 type CType = 'u64' | 'u32' | 'i32' | 'u16' | 'u8';
-type Scalar = Exclude<keyof KernelEvent, 'transNs' | 'transState' | 'comm'>;
+type Scalar = Exclude<keyof KernelEvent, 'transNs' | 'transState' | 'comm' | 'payload'>;
 
 const RANGE: Record<CType, [number, number]> = {
   u64: [0, 2 ** 64], u32: [0, 2 ** 32 - 1], i32: [-(2 ** 31), 2 ** 31 - 1], u16: [0, 65535], u8: [0, 255],
@@ -18,6 +18,7 @@ const RANGE: Record<CType, [number, number]> = {
 const H = CONN_LAYOUT.fields; // the head is the same in both layouts
 const C = CONN_LAYOUT.fields;
 const E = EVENT_LAYOUT.fields;
+const P = PAYLOAD_LAYOUT.fields;
 
 /** Each scalar field of KernelEvent: where it is in a record and its C type. */
 const HEAD: [Scalar, number, CType][] = [
@@ -30,6 +31,11 @@ const HEAD: [Scalar, number, CType][] = [
 const EVENT: [Scalar, number, CType][] = [
   ['lifeStartNs', E.life_start_ns.offset, 'u64'], ['life', E.life.offset, 'u8'], ['error', E.error.offset, 'i32'],
   ['seq', E.seq.offset, 'u32'], ['segs', E.segs.offset, 'u16'], ['tcpFlags', E.tcp_flags.offset, 'u8'],
+];
+/** payloadLen is checked apart: the decoder caps it at PAYLOAD_MAX */
+const PAYLOAD: [Scalar, number, CType][] = [
+  ['lifeStartNs', P.life_start_ns.offset, 'u64'], ['life', P.life.offset, 'u8'], ['seq', P.seq.offset, 'u32'],
+  ['payloadSegLen', P.seg_len.offset, 'u32'], ['payloadDir', P.dir.offset, 'u8'], ['payloadWhat', P.what.offset, 'u8'],
 ];
 const CONN: [Scalar, number, CType][] = [
   ['startNs', C.start_ns.offset, 'u64'], ['nTrans', C.n_trans.offset, 'u8'], ['firstOldstate', C.first_oldstate.offset, 'u8'],
@@ -53,12 +59,18 @@ function read(buf: Buffer, at: number, type: CType): number {
 }
 
 const isConn = (kind: number): boolean => kind === EventKind.Open || kind === EventKind.Close;
+const fieldsOf = (kind: number) => (isConn(kind) ? CONN : kind === EventKind.Payload ? PAYLOAD : EVENT);
 
 /** What decodeEvent must give for the record at `off`: only the fields its kind carries. */
 function reference(buf: Buffer, off: number): Partial<KernelEvent> {
   const out: Record<string, unknown> = {};
   const kind = buf[off + H.kind.offset]!;
-  for (const [name, at, type] of [...HEAD, ...(isConn(kind) ? CONN : EVENT)]) out[name] = read(buf, off + at, type);
+  for (const [name, at, type] of [...HEAD, ...fieldsOf(kind)]) out[name] = read(buf, off + at, type);
+  if (kind === EventKind.Payload) {
+    const len = Math.min(read(buf, off + P.len.offset, 'u16'), PAYLOAD_MAX);
+    out['payloadLen'] = len;
+    out['payload'] = [...buf.subarray(off + P.data.offset, off + P.data.offset + len)];
+  }
   if (isConn(kind)) {
     const kept = Math.min(out['nTrans'] as number, MAX_TRANSITIONS);
     out['transNs'] = Array.from({ length: kept }, (_, i) => read(buf, off + C.trans_ns.offset + 8 * i, 'u64'));
@@ -74,13 +86,17 @@ function reference(buf: Buffer, off: number): Partial<KernelEvent> {
 function decoded(ev: KernelEvent): Partial<KernelEvent> {
   const out: Record<string, unknown> = {};
   const conn = isConn(ev.kind);
-  for (const [name, , type] of [...HEAD, ...EVENT, ...CONN]) {
+  for (const [name, , type] of [...HEAD, ...EVENT, ...PAYLOAD, ...CONN, ['payloadLen', 0, 'u16'] as [Scalar, number, CType]]) {
     const v = ev[name] as number;
     const [lo, hi] = RANGE[type];
     // stale fields of the other kind too: always a value of the type, never NaN or undefined
     assert.ok(Number.isInteger(v) && v >= lo && (type === 'u64' ? v < hi || v === hi : v <= hi), `${name} = ${v} is no ${type}`);
   }
-  for (const [name] of [...HEAD, ...(conn ? CONN : EVENT)]) out[name] = ev[name];
+  for (const [name] of [...HEAD, ...fieldsOf(ev.kind)]) out[name] = ev[name];
+  if (ev.kind === EventKind.Payload) {
+    out['payloadLen'] = ev.payloadLen;
+    out['payload'] = [...ev.payload];
+  }
   if (conn) {
     const kept = Math.min(ev.nTrans, MAX_TRANSITIONS);
     assert.equal(ev.transNs.length, MAX_TRANSITIONS);
@@ -97,8 +113,8 @@ function decoded(ev: KernelEvent): Partial<KernelEvent> {
 
 /** A record the kernel could send: valid kind, family, states, counts. */
 function validRecord(rng: Rng): Buffer {
-  const kind = rng.int(EventKind.Open, EventKind.Error);
-  const buf = rng.bytes(isConn(kind) ? CONN_SIZE : EVENT_LAYOUT.size);
+  const kind = rng.int(EventKind.Open, EventKind.Payload);
+  const buf = rng.bytes(isConn(kind) ? CONN_SIZE : kind === EventKind.Payload ? P.data.offset + 64 : EVENT_LAYOUT.size);
   buf.writeUInt8(kind, H.kind.offset);
   buf.writeUInt16LE(rng.pick([2, 10]), H.family.offset);
   buf.writeUInt8(rng.int(1, 12), H.state.offset);
@@ -135,7 +151,7 @@ describe('decodeEvent (fuzzed)', function () {
       const buf = rng.bytes(BUFFER);
       // half the records get a kind this version knows, so both layouts are read
       const off = 8 * rng.int(0, (BUFFER - CONN_SIZE) / 8);
-      if (rng.chance(0.5)) buf[off + H.kind.offset] = rng.int(EventKind.Open, EventKind.Error);
+      if (rng.chance(0.5)) buf[off + H.kind.offset] = rng.int(EventKind.Open, EventKind.Payload);
       return { buf, off };
     }, ({ buf, off }) => {
       const copy = Buffer.from(buf);

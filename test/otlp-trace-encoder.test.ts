@@ -8,7 +8,14 @@ import { createTraceRequestEncoder } from '../src/export/otlp-trace-encoder.js';
 import { toReadableSpan } from '../src/export/readable-span.js';
 import { createResourceFor } from '../src/export/owner-resource.js';
 import { createSpanOwners } from '../src/attribute/span-owner.js';
-import { decodeTraceRequest, traceRequestResources } from './support/otlp-receiver.js';
+import { decodeTraceRequest, otlpRoot, traceRequestResources } from './support/otlp-receiver.js';
+
+/** Span.dropped_links_count of each span of a request (the flattened spans leave it out). */
+function droppedLinks(body: Uint8Array): number[] {
+  const type = otlpRoot().lookupType('opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest');
+  const req = type.toObject(type.decode(body), { defaults: true }) as { resourceSpans: { scopeSpans: { spans: { droppedLinksCount: number }[] }[] }[] };
+  return req.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans.map((x) => x.droppedLinksCount)));
+}
 
 const RESOURCE = resourceFromAttributes({
   'service.name': 'tcpspan-test', 'service.version': '0.1.0', 'host.name': 'lab-1', 'os.type': 'linux', 'process.runtime.version': 24,
@@ -163,5 +170,23 @@ describe('OTLP trace encoder', () => {
     // pieces stay valid after later spans were encoded
     assert.deepStrictEqual(decodeTraceRequest(encoder.encodeEncoded(pieces.slice(0, 3))), decodeTraceRequest(encoder.encode(spans.slice(0, 3))));
     assert.deepStrictEqual(decodeTraceRequest(encoder.encodeEncoded([])), []);
+  });
+
+  it('should write span links and the dropped-links count as the SDK does (inspect.traceparent)', () => {
+    const links = [
+      { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', flags: 1 },
+      { traceId: 'ffffffffffffffffffffffffffffffff', spanId: '0000000000000001', flags: 0 },
+    ];
+    const spans = [span(1, { links, droppedLinksCount: 3 }), span(2, { links: [links[0]!], droppedLinksCount: 0 }), span(3)];
+    const ours = createTraceRequestEncoder(RESOURCE, SCOPE).encode(spans);
+    const sdk = ProtobufTraceSerializer.serializeRequest(spans.map((s) => toReadableSpan(s, RESOURCE, SCOPE)))!;
+    const decoded = decodeTraceRequest(ours);
+    assert.deepStrictEqual(decoded, decodeTraceRequest(sdk));
+    // remote span contexts: HAS_IS_REMOTE and IS_REMOTE beside the W3C flags
+    assert.deepEqual(decoded[0]!.links.map((l) => [l.traceId, l.spanId, l.flags]), [
+      ['0af7651916cd43dd8448eb211c80319c', 'b7ad6b7169203331', 0x301], ['ffffffffffffffffffffffffffffffff', '0000000000000001', 0x300]]);
+    assert.deepEqual(decoded[2]!.links, []);
+    assert.deepEqual(droppedLinks(ours), droppedLinks(sdk));
+    assert.deepEqual(droppedLinks(ours), [3, 0, 0]);
   });
 });

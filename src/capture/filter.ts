@@ -1,6 +1,6 @@
 // Kernel-side filters: parsed from flags/config, encoded as struct tcpspan_filter (bpf/tcpspan.h).
 import { isIP } from 'node:net';
-import { CIDR_LAYOUT, FILTER_LAYOUT, MAX_CIDRS, MAX_PORTS } from '../decode/wire-layout.js';
+import { CIDR_LAYOUT, FILTER_LAYOUT, InspectBits, MAX_CIDRS, MAX_PORTS } from '../decode/wire-layout.js';
 import { AF_INET, AF_INET6 } from '../decode/event.js';
 
 export interface Cidr {
@@ -69,11 +69,19 @@ export function buildFilter(ports: string[], cidrs: string[], netns = 0): Filter
   return { ports: [...new Set(ports.map(parsePort))], cidrs: cidrs.map(parseCidr), netns };
 }
 
+/** What the payload programs look for (inspect.*); both off: they are not loaded. */
+export interface InspectSpec {
+  traceparent: boolean;
+  protocols: boolean;
+}
+
+export const NO_INSPECT: InspectSpec = { traceparent: false, protocols: false };
+
 /**
  * struct tcpspan_filter, ready for the read-only data of the BPF object. `synSockops`:
  * the sock_ops program records SYN arrivals, so the kernel looks them up.
  */
-export function encodeFilter(spec: FilterSpec, synSockops: boolean): Buffer {
+export function encodeFilter(spec: FilterSpec, synSockops: boolean, inspect: InspectSpec = NO_INSPECT): Buffer {
   const buf = Buffer.alloc(FILTER_LAYOUT.size);
   const F = FILTER_LAYOUT.fields, C = CIDR_LAYOUT.fields;
   spec.cidrs.forEach((c, i) => {
@@ -87,5 +95,6 @@ export function encodeFilter(spec: FilterSpec, synSockops: boolean): Buffer {
   buf.writeUInt32LE(spec.ports.length, F.n_ports.offset);
   buf.writeUInt32LE(spec.netns, F.netns.offset);
   buf.writeUInt32LE(synSockops ? 1 : 0, F.syn_sockops.offset);
+  buf.writeUInt32LE((inspect.traceparent ? InspectBits.Traceparent : 0) | (inspect.protocols ? InspectBits.Protocols : 0), F.inspect.offset);
   return buf;
 }

@@ -8,7 +8,7 @@ import { captureLibbpfLog, libbpf, takeLibbpfLog, type Ptr } from './libbpf.js';
 import { capturePrivileges, readCapabilities } from './capabilities.js';
 import { structLayout, tracepointArgCount, withVmlinuxBtf } from './btf.js';
 import { openRingBuffer, type RingBuffer } from './ring-buffer.js';
-import { encodeFilter, type FilterSpec } from './filter.js';
+import { encodeFilter, NO_INSPECT, type FilterSpec, type InspectSpec } from './filter.js';
 import { DEFAULT_MAX_SOCKETS } from './lives-map.js';
 import { ERRNO, errno, strerror } from './libc.js';
 import { compareLayout, COUNTERS_LAYOUT, WIRE_STRUCTS } from '../decode/wire-layout.js';
@@ -37,12 +37,19 @@ export interface CaptureOptions {
    */
   synTiming: boolean;
   cgroupPath?: string;
+  /**
+   * Payload inspection (inspect.traceparent, inspect.protocols): the cgroup_skb programs on
+   * the cgroup v2 root. Both off (the default): those programs are not even loaded.
+   */
+  inspect?: InspectSpec;
   warn?: (message: string) => void;
 }
 
 export interface ProgramStatus {
   program: string;
   hook: string;
+  /** false: left out before load (an opt-in feature that is off); such a program never runs */
+  loaded: boolean;
   attached: boolean;
   note?: string;
 }
@@ -80,6 +87,8 @@ interface ProgramSpec {
    * tracefs; what is lost without it, said once for all programs of the same `lost`.
    */
   classic?: { lost: string };
+  /** a payload program: loaded only with an inspect option on */
+  inspect?: boolean;
 }
 
 /** What is lost without the accept programs: said once when either cannot attach. */
@@ -101,6 +110,8 @@ const PROGRAMS: readonly ProgramSpec[] = [
   // once per accepted connection: the process that accepted a server end
   { name: 'handle_accept4', hook: 'syscalls:sys_exit_accept4', classic: { lost: ACCEPT_LOST } },
   { name: 'handle_accept', hook: 'syscalls:sys_exit_accept', classic: { lost: ACCEPT_LOST } },
+  { name: 'handle_egress', hook: 'cgroup_skb/egress (inspect: payload sent)', cgroup: true, inspect: true },
+  { name: 'handle_ingress', hook: 'cgroup_skb/ingress (inspect: payload received)', cgroup: true, inspect: true },
 ];
 
 /** Why bpf() was refused although the capabilities were checked: a policy, not a capability. */
@@ -108,13 +119,19 @@ const POLICY_FIX = 'the process has CAP_BPF and CAP_PERFMON, so a security polic
   'a seccomp profile (in a container: seccompProfile RuntimeDefault allows it from Docker 20.10 / containerd 1.5), ' +
   'an LSM (SELinux, AppArmor) or kernel lockdown (cat /sys/kernel/security/lockdown); run `bin/tcpspan doctor`';
 
+/** The inspect options as one phrase, for messages: what is off when the payload programs are. */
+function inspectNames(inspect: InspectSpec): string {
+  return [inspect.traceparent && 'inspect.traceparent', inspect.protocols && 'inspect.protocols'].filter(Boolean).join(' and ');
+}
+
 export function isPrivilegeErrno(err: number): boolean {
   return err === ERRNO.EPERM || err === ERRNO.EACCES;
 }
 
 export function openCapture(opts: CaptureOptions): Capture {
   // capabilities first: a missing one is one line naming it, not a libbpf log
-  const privileges = capturePrivileges(readCapabilities(), { synTiming: opts.synTiming });
+  const asked = inspectNames(opts.inspect ?? NO_INSPECT);
+  const privileges = capturePrivileges(readCapabilities(), { synTiming: opts.synTiming, ...(asked && { needsNetAdmin: asked }) });
   if (privileges.fatal !== undefined) throw new CaptureError('privileges', privileges.fatal);
   for (const w of privileges.warnings) opts.warn?.(w);
   if (privileges.synTiming !== opts.synTiming) opts = { ...opts, synTiming: privileges.synTiming };
@@ -134,10 +151,10 @@ export function openCapture(opts: CaptureOptions): Capture {
   let ring: RingBuffer | undefined;
   try {
     checkWireLayout(obj, objectPath);
-    const programs = configure(obj, opts);
+    const { planned: programs, left } = configure(obj, opts);
     loadObject(obj);
     const cgroupFd = programs.some((p) => p.attach === 'cgroup') ? openCgroup(opts) : undefined;
-    const statuses = attachAll(programs, links, cgroupFd, opts.warn);
+    const statuses = [...attachAll(programs, links, cgroupFd, opts), ...left];
     if (cgroupFd !== undefined) closeSync(cgroupFd);
     ring = mapRing(obj, opts.ringBytes);
     return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'), mapFd(obj, 'lives'));
@@ -165,7 +182,10 @@ interface PlannedProgram {
   attach: 'tracepoint' | 'cgroup' | 'classic';
 }
 
-function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
+function configure(obj: Ptr, opts: CaptureOptions): { planned: PlannedProgram[]; left: ProgramStatus[] } {
+  const inspect = opts.inspect ?? NO_INSPECT;
+  const inspecting = inspect.traceparent || inspect.protocols;
+  const left: ProgramStatus[] = [];
   check(libbpf.mapSetMaxEntries(mustFindMap(obj, 'events'), opts.ringBytes), 'configure',
     `cannot size the ring buffer to ${opts.ringBytes} bytes (a power of two, at least one page)`);
   const maxSockets = opts.maxSockets ?? DEFAULT_MAX_SOCKETS;
@@ -193,6 +213,10 @@ function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
       } else if (spec.args !== undefined && spec.args !== args) {
         enabled = false; // the other variant of this program matches the kernel
       }
+    } else if (spec.inspect) {
+      enabled = inspecting;
+      // reported, so `doctor` and tests can see that no payload program was loaded
+      if (!enabled) left.push({ program: spec.name, hook: spec.hook, loaded: false, attached: false, note: 'not loaded: inspect.traceparent and inspect.protocols are off' });
     } else if (spec.cgroup && !opts.synTiming) {
       enabled = false;
     }
@@ -201,13 +225,13 @@ function configure(obj: Ptr, opts: CaptureOptions): PlannedProgram[] {
   }
 
   const rodata = mustFindMap(obj, '.rodata');
-  const filter = encodeFilter(opts.filter, opts.synTiming);
+  const filter = encodeFilter(opts.filter, opts.synTiming, inspect);
   if (libbpf.mapValueSize(rodata) !== filter.length) {
     throw new CaptureError('configure', `the BPF object's read-only data is ${libbpf.mapValueSize(rodata)} bytes, ` +
       `the filter ${filter.length}: only the filter may live in .rodata; rebuild with scripts/setup`);
   }
   check(libbpf.mapSetInitialValue(rodata, filter), 'configure', 'cannot set the kernel-side filters');
-  return planned;
+  return { planned, left };
 }
 
 function loadObject(obj: Ptr): void {
@@ -223,17 +247,24 @@ function loadObject(obj: Ptr): void {
     'the kernel rejected them: report it with `bin/tcpspan doctor` output', verifier);
 }
 
+/** What goes without the cgroup programs, for the warning. */
+function cgroupLoss(opts: CaptureOptions): string {
+  const inspect = inspectNames(opts.inspect ?? NO_INSPECT);
+  const losses = [opts.synTiming && 'server spans start when the SYN-ACK was sent (a few µs after the SYN)', inspect && `${inspect} are off`];
+  return losses.filter(Boolean).join('; ');
+}
+
 function openCgroup(opts: CaptureOptions): number | undefined {
   const dir = opts.cgroupPath ?? findCgroup2Mount();
   if (!dir) {
-    opts.warn?.('no cgroup v2 hierarchy is mounted: server spans start when the SYN-ACK was sent (a few µs after the SYN); ' +
+    opts.warn?.(`no cgroup v2 hierarchy is mounted: ${cgroupLoss(opts)}; ` +
       'mount one with `mount -t cgroup2 none /sys/fs/cgroup` or set capture.cgroupPath');
     return undefined;
   }
   try {
     return openSync(dir, 'r');
   } catch (err) {
-    opts.warn?.(`cannot open cgroup ${dir} (${(err as Error).message}): server spans start when the SYN-ACK was sent (a few µs after the SYN)`);
+    opts.warn?.(`cannot open cgroup ${dir} (${(err as Error).message}): ${cgroupLoss(opts)}`);
     return undefined;
   }
 }
@@ -250,13 +281,14 @@ export function findCgroup2Mount(): string | undefined {
   return undefined;
 }
 
-function attachAll(planned: PlannedProgram[], links: Ptr[], cgroupFd: number | undefined,
-                   warn: ((m: string) => void) | undefined): ProgramStatus[] {
+function attachAll(planned: PlannedProgram[], links: Ptr[], cgroupFd: number | undefined, opts: CaptureOptions): ProgramStatus[] {
+  const warn = opts.warn;
   const statuses: ProgramStatus[] = [];
   const classicFailed = new Map<string, string[]>(); // what is lost -> the hooks that failed, with why
+  let inspectWarned = false;
   for (const { spec, prog, attach } of planned) {
     if (attach === 'cgroup' && cgroupFd === undefined) {
-      statuses.push({ program: spec.name, hook: spec.hook, attached: false, note: 'no cgroup v2 hierarchy' });
+      statuses.push({ program: spec.name, hook: spec.hook, loaded: true, attached: false, note: 'no cgroup v2 hierarchy' });
       continue;
     }
     takeLibbpfLog();
@@ -273,14 +305,18 @@ function attachAll(planned: PlannedProgram[], links: Ptr[], cgroupFd: number | u
         const failed = classicFailed.get(spec.classic.lost) ?? [];
         failed.push(`${spec.hook} (${strerror(err)}; ${fix})`);
         classicFailed.set(spec.classic.lost, failed);
+      } else if (spec.inspect) {
+        // one line for both payload programs: what is off, and why
+        if (!inspectWarned) warn?.(`cannot attach the payload programs (cgroup_skb): ${strerror(err)}; ${inspectNames(opts.inspect ?? NO_INSPECT)} are off`);
+        inspectWarned = true;
       } else {
         warn?.(`cannot attach ${spec.hook}: ${strerror(err)}; server spans start when the SYN-ACK was sent (a few µs after the SYN)`);
       }
-      statuses.push({ program: spec.name, hook: spec.hook, attached: false, note: strerror(err) });
+      statuses.push({ program: spec.name, hook: spec.hook, loaded: true, attached: false, note: strerror(err) });
       continue;
     }
     links.push(link);
-    statuses.push({ program: spec.name, hook: spec.hook, attached: true });
+    statuses.push({ program: spec.name, hook: spec.hook, loaded: true, attached: true });
   }
   for (const [lost, hooks] of classicFailed) warn?.(`cannot attach ${hooks.join(', ')}: ${lost}`);
   return statuses;

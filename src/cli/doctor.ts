@@ -114,8 +114,10 @@ function checkAttach(): CheckResult[] {
   try {
     const warnings: string[] = [];
     const capture = openCapture({ filter: NO_FILTER, ringBytes: 1 << 16, synTiming: true, warn: (m) => warnings.push(m) });
+    // the payload programs are opt-in: with inspect.* off (as here) they are not loaded, which is no fault
     const results = capture.programs.map((p): CheckResult => ({
-      check: p.hook, status: p.attached ? 'ok' : 'warn', detail: p.attached ? `attached (${p.program})` : `not attached: ${p.note ?? ''}`,
+      check: p.hook, status: p.attached || !p.loaded ? 'ok' : 'warn',
+      detail: p.attached ? `attached (${p.program})` : !p.loaded ? `${p.note ?? 'not loaded'} (${p.program})` : `not attached: ${p.note ?? ''}`,
     }));
     capture.close();
     // the privileges check has said what a missing CAP_NET_ADMIN disables

@@ -124,6 +124,7 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
       maxSockets: cfg.capture.maxSockets,
       synTiming: cfg.capture.synTiming,
       ...(cfg.capture.cgroupPath ? { cgroupPath: cfg.capture.cgroupPath } : {}),
+      inspect: { traceparent: cfg.inspect.traceparent, protocols: cfg.inspect.protocols },
       warn: (m) => say(`warning: ${m}`),
     });
   } catch (err) {
@@ -135,7 +136,7 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
   // ratio 1: no sampler, every end becomes a span (and carries no tracestate)
   const sampler = cfg.sampling.ratio < 1 ? createSampler(cfg.sampling) : undefined;
   const bridge = createBridge({
-    capture, clock: createClock(), correlator: cfg.correlator, sinks, ...(services && { services }),
+    capture, clock: createClock(), correlator: { ...cfg.correlator, maxLinksPerSpan: cfg.inspect.maxLinksPerSpan }, sinks, ...(services && { services }),
     ...(cfg.attribution.cgroups && { attributor: createCgroupAttributor() }),
     ...(sampler && { sampler }),
     onRecord: (r) => telemetry.connections.record(r),

@@ -41,6 +41,7 @@ export interface TcpspanConfig {
   };
   readonly service: { readonly name: string };
   readonly health: { readonly listen: string };
+  readonly inspect: { readonly traceparent: boolean; readonly protocols: boolean; readonly maxLinksPerSpan: number };
 }
 
 export type TracesExporter = 'auto' | 'otlp' | 'console' | 'none';
@@ -264,6 +265,17 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
       doc: "host:port where `tcpspan run` serves /healthz (alive) and /readyz (attached and exporting), e.g. 127.0.0.1:13135 ('': off). Any host is accepted; keep it on loopback unless probes come from elsewhere.",
       format: 'tcpspan-listen', default: '', env: 'TCPSPAN_HEALTH_LISTEN',
     },
+  },
+  inspect: {
+    traceparent: {
+      doc: 'Read the W3C traceparent header of each plaintext HTTP/1.x request sent or received and link the connection span to that span (cgroup_skb programs read the head of request segments; off: no program reads payload).',
+      format: 'tcpspan-boolean', default: false, env: 'TCPSPAN_INSPECT_TRACEPARENT',
+    },
+    protocols: {
+      doc: 'Identify the protocol from the first bytes of each direction (HTTP/1.x, HTTP/2, TLS ClientHello with SNI, PostgreSQL, MySQL, Redis) as span attributes (cgroup_skb programs read the first payload segment each way; off: no program reads payload).',
+      format: 'tcpspan-boolean', default: false, env: 'TCPSPAN_INSPECT_PROTOCOLS',
+    },
+    maxLinksPerSpan: int('Span links kept per connection end (inspect.traceparent); the rest are counted in the span\'s dropped-links count.', 32, { min: 0, max: 4096 }),
   },
 };
 

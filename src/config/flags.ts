@@ -96,6 +96,16 @@ export const FLAGS = [
     sets: { keys: ['export.traces'], value: () => 'console' },
   },
   {
+    name: 'inspect-traceparent', commands: ['run'],
+    help: 'link each connection span to the spans of the plaintext HTTP/1.x requests it carried (their `traceparent` headers)',
+    sets: { keys: ['inspect.traceparent'], value: () => true },
+  },
+  {
+    name: 'inspect-protocols', commands: ['run'],
+    help: 'name the protocol (HTTP/1.x, HTTP/2, TLS with its server name, PostgreSQL, MySQL, Redis) from the first bytes each way',
+    sets: { keys: ['inspect.protocols'], value: () => true },
+  },
+  {
     name: 'netns', value: 'INODE', commands: ['events'],
     help: 'only this network namespace (`stat -L -c %i /proc/PID/ns/net`); applied in the kernel',
   },

@@ -5,6 +5,7 @@ import { MAX_TRANSITIONS } from '../decode/wire-layout.js';
 import { LifeFact } from './close-rules.js';
 import { retransmitCode, socketEventCode, stateChangeCode, SYNACK_RETRANSMIT_CODE } from './span-events.js';
 import type { PendingSynAck } from './pending-synacks.js';
+import type { ConnInspect } from './conn-inspect.js';
 
 // Conn.phase
 export const OPEN = 0, CLOSED = 1, DONE = 2;
@@ -86,6 +87,8 @@ export class Conn {
   droppedEvents = 0;
   /** an RST sent while open: ends the connection only if the next transition is to CLOSE */
   rstSentOpenNs = -1;
+  /** links and protocol from payload records (inspect.*); undefined without any */
+  inspect: ConnInspect | undefined = undefined;
 
   constructor(e: KernelEvent) {
     this.cookie = e.cookie;

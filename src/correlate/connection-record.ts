@@ -22,6 +22,14 @@ export type CloseInitiator = 'local' | 'peer';
 
 export type AttributeValue = string | number | boolean;
 
+/** A span context this connection end links to (from a W3C traceparent header; inspect.traceparent). */
+export interface SpanLinkData {
+  traceId: string;
+  spanId: string;
+  /** W3C trace flags */
+  flags: number;
+}
+
 /** A point in the connection's life (becomes a span event). */
 export interface ConnectionEvent {
   name: string;
@@ -40,7 +48,8 @@ export interface RttSummary {
 
 /**
  * A finished connection end. Every property is always present (undefined when
- * not known), so records compare whole.
+ * not known), so records compare whole; the payload ones at the end (inspect.*)
+ * are present only when payload records gave them something.
  */
 export interface ConnectionRecord {
   /** socket cookie: unique per socket */
@@ -102,4 +111,10 @@ export interface ConnectionRecord {
   events: ConnectionEvent[];
   /** events cut by the per-span cap */
   droppedEvents: number;
+  /** inspect.traceparent: the requests' span contexts, at most maxLinksPerSpan, in order */
+  links?: SpanLinkData[];
+  /** requests whose link was over maxLinksPerSpan */
+  droppedLinks?: number;
+  /** inspect.protocols: what the first bytes said (network.protocol.name, ...) */
+  protocol?: Record<string, AttributeValue>;
 }

@@ -26,6 +26,7 @@ import {
 } from './conn.js';
 import type { ConnectionRecord } from './connection-record.js';
 import { toRecord } from './emit-record.js';
+import { applyPayload } from './conn-inspect.js';
 import { createPendingSynAcks, type PendingSynAcks } from './pending-synacks.js';
 
 export { SYNACK_PENDING_TTL_NS } from './pending-synacks.js';
@@ -39,7 +40,11 @@ export interface CorrelatorOptions {
   lingerMs: number;
   /** distinct tuples of SYN-ACK retransmits waiting for their server socket */
   maxPendingSynAcks: number;
+  /** span links kept per connection end (inspect.traceparent); the rest are counted in droppedLinks. Default 32. */
+  maxLinksPerSpan?: number;
 }
+
+export const DEFAULT_MAX_LINKS_PER_SPAN = 32;
 
 /** Why a kernel record (or, for synack_*, a SYN-ACK retransmit) was not attached to a connection. */
 export type EventDropReason =
@@ -52,12 +57,13 @@ export type EventDropReason =
   | 'event_cap' //        a span event over maxEventsPerSpan (the record counts it too)
   | 'synack_unmatched' // a SYN-ACK retransmit whose server socket never appeared (expired, or at flush)
   | 'synack_overflow' //  a SYN-ACK retransmit pushed out of the full pending map
+  | 'payload_untracked' // a payload record (inspect.*) of a socket with no tracked end
   | 'sink_error' //       the sink threw: that record is lost
   | 'internal_error'; //  a bug: the record was dropped rather than thrown to the caller
 
 export const EVENT_DROP_REASONS: readonly EventDropReason[] = [
   'no_socket', 'closed_socket', 'untracked', 'request_socket', 'evicted', 'unknown_kind', 'event_cap', 'synack_unmatched', 'synack_overflow',
-  'sink_error', 'internal_error',
+  'payload_untracked', 'sink_error', 'internal_error',
 ];
 
 export interface CorrelatorStats {
@@ -96,6 +102,7 @@ export function createCorrelator(opts: CorrelatorOptions, sink: (rec: Connection
 class CorrelatorImpl implements Correlator {
   private readonly _maxConnections: number;
   private readonly _maxEvents: number;
+  private readonly _maxLinks: number;
   private readonly _lingerNs: number;
   private readonly _sink: (rec: ConnectionRecord) => void;
   /** open and lingering ends, oldest first */
@@ -116,6 +123,7 @@ class CorrelatorImpl implements Correlator {
   constructor(opts: CorrelatorOptions, sink: (rec: ConnectionRecord) => void) {
     this._maxConnections = Math.max(1, Math.floor(opts.maxConnections));
     this._maxEvents = Math.max(0, Math.floor(opts.maxEventsPerSpan));
+    this._maxLinks = Math.max(0, Math.floor(opts.maxLinksPerSpan ?? DEFAULT_MAX_LINKS_PER_SPAN));
     this._lingerNs = Math.max(0, opts.lingerMs) * 1e6;
     this._pending = createPendingSynAcks(opts.maxPendingSynAcks, this._maxEvents);
     this._sink = sink;
@@ -128,6 +136,7 @@ class CorrelatorImpl implements Correlator {
       if (isConnRecord(e.kind)) this._onLife(e);
       else if (e.kind === EventKind.SynAckRetransmit) this._dropped.synack_overflow += this._pending.add(e);
       else if (e.kind >= EventKind.Retransmit && e.kind <= EventKind.Error) this._onRare(e);
+      else if (e.kind === EventKind.Payload) this._onPayload(e);
       else this._dropped.unknown_kind++;
     } catch {
       this._dropped.internal_error++;
@@ -223,6 +232,26 @@ class CorrelatorImpl implements Correlator {
       this._track(c, e.tsNs);
     }
     if (!applyRare(c, e, this._maxEvents)) this._dropped.event_cap++;
+  }
+
+  /** A payload record (inspect.*): parsed now, while its bytes are in the ring; only the results are kept. */
+  private _onPayload(e: KernelEvent): void {
+    let c = this._conns.get(e.cookie);
+    if (c !== undefined && c.lifeBeginNs !== 0 && c.lifeBeginNs !== e.lifeStartNs) {
+      this._endPreviousLife(c);
+      c = undefined;
+    }
+    if (c === undefined) {
+      // the kernel sends these only for sockets with a life, so this is rare: counted
+      if (e.cookie === 0 || e.life === Life.None) {
+        this._dropped.payload_untracked++;
+        return;
+      }
+      if (this._evictedLives.size > 0 && this._wasEvicted(e.cookie, e.lifeStartNs)) return;
+      c = new Conn(e); // an end open before tcpspan started, known so far only by its life
+      this._track(c, e.tsNs);
+    }
+    applyPayload(c, e, this._maxLinks);
   }
 
   /**

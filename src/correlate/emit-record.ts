@@ -11,6 +11,7 @@ import {
 import type { ConnectionKind, ConnectionRecord } from './connection-record.js';
 import { errnoName } from './errno.js';
 import { unpackEvents } from './span-events.js';
+import { protocolOf } from './conn-inspect.js';
 import { randomTraceIdentity, traceIdentityFromIsn } from './trace-id.js';
 
 const CONNECTION_KINDS: readonly ConnectionKind[] = ['unknown', 'client', 'server'];
@@ -45,7 +46,7 @@ export function toRecord(c: Conn, maxEvents: number): ConnectionRecord {
   }
   const events = unpackEvents(c.events, c.trans, maxEvents, cut);
 
-  return {
+  const rec: ConnectionRecord = {
     cookie: c.cookie,
     kind: CONNECTION_KINDS[c.kind]!,
     family: c.family === AF_INET ? 'ipv4' : 'ipv6',
@@ -85,4 +86,14 @@ export function toRecord(c: Conn, maxEvents: number): ConnectionRecord {
     events,
     droppedEvents: c.droppedEvents + c.transNotKept + cut[0]!,
   };
+  const x = c.inspect;
+  if (x !== undefined) {
+    if (x.links.length > 0 || x.droppedLinks > 0) {
+      rec.links = x.links;
+      rec.droppedLinks = x.droppedLinks;
+    }
+    const protocol = protocolOf(x);
+    if (protocol !== undefined) rec.protocol = protocol;
+  }
+  return rec;
 }

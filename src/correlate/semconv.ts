@@ -52,6 +52,20 @@ export const NETWORK_CONNECTION_STATE_VALUE_SYN_RECEIVED = 'syn_received' as con
 export const NETWORK_CONNECTION_STATE_VALUE_SYN_SENT = 'syn_sent' as const;
 export const NETWORK_CONNECTION_STATE_VALUE_TIME_WAIT = 'time_wait' as const;
 
+/**
+ * Normalized lowercase protocol name parsed from original string of the negotiated SSL/TLS protocol version.
+ * tcpspan sets `tls` from a ClientHello.
+ * @experimental incubating in the OpenTelemetry semantic conventions.
+ */
+export const ATTR_TLS_PROTOCOL_NAME = 'tls.protocol.name' as const;
+
+/**
+ * Numeric part of the version parsed from the original string of the negotiated SSL/TLS protocol version.
+ * tcpspan sets the highest version the ClientHello offers (it does not read the server's answer).
+ * @experimental incubating in the OpenTelemetry semantic conventions.
+ */
+export const ATTR_TLS_PROTOCOL_VERSION = 'tls.protocol.version' as const;
+
 /* ---- 2. tcpspan's own attributes (no OpenTelemetry convention exists) ---- */
 
 // Span attributes (documented in the table at the top of span-data.ts)
@@ -86,3 +100,4 @@ export const ATTR_TCP_RETRANSMIT_SENT = 'tcp.retransmit.sent' as const;
 export const ATTR_TCP_RETRANSMIT_SEGMENTS = 'tcp.retransmit.segments' as const;
 export const ATTR_TCP_RETRANSMIT_ERROR = 'tcp.retransmit.error' as const;
 export const ATTR_TCP_ERROR_CODE = 'tcp.error.code' as const;
+

@@ -54,6 +54,12 @@
  * k8s_attributes processor looks pods up only by those. The exporters put each span under
  * tcpspan's resource with its owner's (export/owner-resource.ts).
  *
+ * With inspect.protocols, what the first bytes say (README "Payload inspection"): `network.protocol.name`,
+ * `network.protocol.version`, `http.request.method` (`http.request.method_original`), `tls.protocol.name`,
+ * `tls.protocol.version`, `server.address` (the TLS SNI), `db.system.name`, `db.operation.name`.
+ * With inspect.traceparent, span links: one per HTTP/1.x request with a valid traceparent header
+ * (at most maxLinksPerSpan; the rest counted in droppedLinksCount).
+ *
  * Span events (at most maxEventsPerSpan; the rest counted in droppedEventsCount):
  *
  * | Event                | Attributes |
@@ -65,7 +71,7 @@
  * | `tcp.error`          | `error.type`: errno name; `tcp.error.code`: errno |
  */
 import { NETWORK_TRANSPORT_VALUE_TCP, NETWORK_TYPE_VALUE_IPV4, NETWORK_TYPE_VALUE_IPV6 } from '@opentelemetry/semantic-conventions';
-import type { AttributeValue, CloseReason, ConnectionRecord } from './connection-record.js';
+import type { AttributeValue, CloseReason, ConnectionRecord, SpanLinkData } from './connection-record.js';
 import { isErrorClose } from './close-rules.js';
 
 export const SPAN_NAME = 'tcp.connection';
@@ -94,6 +100,9 @@ export interface SpanData {
   events: SpanEventData[];
   droppedEventsCount: number;
   status: { code: 'unset' | 'error'; message?: string };
+  /** inspect.traceparent only: the span contexts of the requests the connection carried (remote spans) */
+  links?: SpanLinkData[];
+  droppedLinksCount?: number;
   /** Whose connection end it is (attribute/span-owner.ts); absent: tcpspan's own resource. */
   owner?: SpanOwner;
 }
@@ -185,6 +194,7 @@ export function toSpanData(rec: ConnectionRecord, off: EpochOffset, traceState?:
   if (rec.kernelEventsLost) a['tcpspan.kernel_events_lost'] = true;
   if (rec.evicted) a['tcpspan.evicted'] = true;
   if (rec.retransmitsFailed > 0) a['tcpspan.retransmits.failed'] = rec.retransmitsFailed;
+  if (rec.protocol !== undefined) Object.assign(a, rec.protocol);
 
   const events: SpanEventData[] = new Array(rec.events.length);
   for (let i = 0; i < events.length; i++) {
@@ -207,6 +217,10 @@ export function toSpanData(rec: ConnectionRecord, off: EpochOffset, traceState?:
   };
   if (rec.parentSpanId !== undefined) span.parentSpanId = rec.parentSpanId;
   if (traceState !== undefined) span.traceState = traceState;
+  if (rec.links !== undefined) {
+    span.links = rec.links;
+    span.droppedLinksCount = rec.droppedLinks ?? 0;
+  }
   return span;
 }
 

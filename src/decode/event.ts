@@ -1,9 +1,9 @@
 // Decodes the kernel's records (bpf/tcpspan.h: tcpspan_conn, tcpspan_event) straight
 // from ring-buffer memory into a reused object: no allocation per record on the hot path.
 import { endianness } from 'node:os';
-import { CONN_LAYOUT, EVENT_LAYOUT, MAX_TRANSITIONS } from './wire-layout.js';
+import { CONN_LAYOUT, EVENT_LAYOUT, MAX_TRANSITIONS, PAYLOAD_LAYOUT, PAYLOAD_MAX } from './wire-layout.js';
 
-export { Life, MAX_TRANSITIONS } from './wire-layout.js';
+export { Life, MAX_TRANSITIONS, PayloadDir, PayloadWhat } from './wire-layout.js';
 
 if (endianness() !== 'LE') {
   // 64-bit fields are read as two 32-bit halves, low word first.
@@ -19,6 +19,8 @@ export const EventKind = {
   ResetReceived: 5,
   ResetSent: 6,
   Error: 7,
+  /** the head of a segment's payload (inspect.*): its bytes are read while the record is handled, never kept */
+  Payload: 8,
 } as const;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
 
@@ -31,6 +33,7 @@ export const RECORD_KIND_NAMES: Record<number, string> = {
   5: 'reset_received',
   6: 'reset_sent',
   7: 'error',
+  8: 'payload',
 };
 
 /** Linux TCP states (include/net/tcp_states.h). */
@@ -94,6 +97,18 @@ export interface KernelEvent {
   seq: number;
   segs: number;
   tcpFlags: number;
+  // payload records (also lifeStartNs, life, seq)
+  payloadSegLen: number;
+  payloadLen: number;
+  /** PayloadDir */
+  payloadDir: number;
+  /** PayloadWhat bits */
+  payloadWhat: number;
+  /**
+   * The bytes copied (payloadLen), a view into the ring: valid only while the record is
+   * handled. Whoever needs something of it parses it then and keeps only the result.
+   */
+  payload: Uint8Array;
   // connection records (Open, Close); error is sk_err at Close
   startNs: number;
   /** when each state was entered; the first min(nTrans, MAX_TRANSITIONS) are filled */
@@ -121,10 +136,13 @@ export interface KernelEvent {
   cgroupId: number;
 }
 
+const EMPTY = new Uint8Array(0);
+
 export function newKernelEvent(): KernelEvent {
   return {
     tsNs: 0, cookie: 0, laddr0: 0, laddr1: 0, laddr2: 0, laddr3: 0, raddr0: 0, raddr1: 0, raddr2: 0, raddr3: 0,
     netns: 0, lport: 0, rport: 0, family: 0, kind: 0, flags: 0, state: 0, lifeStartNs: 0, life: 0, error: 0, seq: 0, segs: 0, tcpFlags: 0,
+    payloadSegLen: 0, payloadLen: 0, payloadDir: 0, payloadWhat: 0, payload: EMPTY,
     startNs: 0, transNs: new Array<number>(MAX_TRANSITIONS).fill(0), transState: new Array<number>(MAX_TRANSITIONS).fill(0),
     nTrans: 0, firstOldstate: 0, bytesAcked: 0, bytesReceived: 0, rttSumUs: 0, rttCount: 0, rttMinUs: 0, rttMaxUs: 0,
     srttUs: 0, segsIn: 0, segsOut: 0, totalRetrans: 0, retransSegs: 0, retransFailed: 0, isnLocal: 0, isnPeer: 0,
@@ -151,6 +169,7 @@ export function recordMemory(buffer: ArrayBuffer): RecordMemory {
 
 const C = CONN_LAYOUT.fields;
 const E = EVENT_LAYOUT.fields;
+const P = PAYLOAD_LAYOUT.fields;
 type Field = { readonly offset: number };
 const W = (x: Field) => x.offset >> 2; // 32-bit word index
 const H = (x: Field) => x.offset >> 1; // 16-bit index
@@ -166,6 +185,7 @@ const wRttSum = W(C.rtt_sum_us), wRttCount = W(C.rtt_count), wRttMin = W(C.rtt_m
 const wSrtt = W(C.srtt_us), wSegsIn = W(C.segs_in), wSegsOut = W(C.segs_out), wTotalRetrans = W(C.total_retrans);
 const wRetransSegs = W(C.retrans_segs), wRetransFailed = W(C.retrans_failed), wIsnL = W(C.isn_local);
 const wIsnP = W(C.isn_peer), wPid = W(C.pid), wConnError = W(C.error), bTransState = C.trans_state.offset;
+const wSegLen = W(P.seg_len), hLen = H(P.len), bDir = P.dir.offset, bWhat = P.what.offset, bData = P.data.offset;
 const bFirstOld = C.first_oldstate.offset, bNTrans = C.n_trans.offset, wComm = W(C.comm), bComm = C.comm.offset;
 const wCgroup = W(C.cgroup_id);
 
@@ -176,10 +196,13 @@ function u64(u32: Uint32Array, i: number): number {
 
 export const EVENT_SIZE = EVENT_LAYOUT.size;
 export const CONN_SIZE = CONN_LAYOUT.size;
+/** A payload record without its data: the least it can be. */
+export const PAYLOAD_HEAD_SIZE = bData;
 
 /** The size a record of this kind must have at least; 0 for a kind this version does not know. */
 export function recordSize(kind: number): number {
   if (isConnRecord(kind)) return CONN_SIZE;
+  if (kind === EventKind.Payload) return PAYLOAD_HEAD_SIZE;
   return kind >= EventKind.Retransmit && kind <= EventKind.Error ? EVENT_SIZE : 0;
 }
 
@@ -214,10 +237,25 @@ export function decodeEvent(m: RecordMemory, off: number, out: KernelEvent): voi
   }
   out.lifeStartNs = u64(u32, w + wLifeStart);
   out.life = u8[off + bLife]!;
+  if (kind === EventKind.Payload) {
+    decodePayload(m, off, out);
+    return;
+  }
   out.error = m.i32[w + wError]!;
   out.seq = u32[w + wSeq]!;
   out.segs = u16[h + hSegs]!;
   out.tcpFlags = u8[off + bTcpFlags]!;
+}
+
+function decodePayload(m: RecordMemory, off: number, out: KernelEvent): void {
+  const w = off >> 2;
+  out.seq = m.u32[w + wSeq]!;
+  out.payloadSegLen = m.u32[w + wSegLen]!;
+  const len = m.u16[(off >> 1) + hLen]!;
+  out.payloadLen = len < PAYLOAD_MAX ? len : PAYLOAD_MAX; // never past the record, whatever it says
+  out.payloadDir = m.u8[off + bDir]!;
+  out.payloadWhat = m.u8[off + bWhat]!;
+  out.payload = m.u8.subarray(off + bData, off + bData + out.payloadLen);
 }
 
 function decodeConn(m: RecordMemory, off: number, out: KernelEvent): void {

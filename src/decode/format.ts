@@ -1,5 +1,5 @@
 // Turns decoded events into text: addresses, and the documented JSON-lines schema of `tcpspan events`.
-import { AF_INET, EventFlag, EventKind, RECORD_KIND_NAMES, STATE_NAMES, isConnRecord, type KernelEvent } from './event.js';
+import { AF_INET, EventFlag, EventKind, PayloadDir, PayloadWhat, RECORD_KIND_NAMES, STATE_NAMES, isConnRecord, type KernelEvent } from './event.js';
 import { MAX_TRANSITIONS } from './wire-layout.js';
 
 const words = new Uint32Array(4);
@@ -70,6 +70,14 @@ export function eventToJson(e: KernelEvent, clock: Clock): Record<string, unknow
     state: stateName(e.state),
   };
   if (e.flags & EventFlag.Untracked) out['untracked'] = true;
+  if (e.kind === EventKind.Payload) {
+    // what the record is, never its bytes
+    out['payload'] = {
+      dir: e.payloadDir === PayloadDir.Egress ? 'egress' : 'ingress', first: (e.payloadWhat & PayloadWhat.First) !== 0,
+      request: (e.payloadWhat & PayloadWhat.Request) !== 0, seq: e.seq, seg_len: e.payloadSegLen, len: e.payloadLen,
+    };
+    return out;
+  }
   if (!isConnRecord(e.kind)) {
     if (e.error) out['error'] = e.error;
     if (e.kind === EventKind.Retransmit || e.kind === EventKind.SynAckRetransmit) {

@@ -74,6 +74,36 @@ export const EVENT_LAYOUT = {
   },
 } as const satisfies LayoutSpec<string>;
 
+/** TCPSPAN_PAYLOAD_MAX: payload bytes a payload record carries at most. */
+export const PAYLOAD_MAX = 1024;
+
+/**
+ * struct tcpspan_payload: the head of a segment's payload (inspect.*). Variable length:
+ * the record ends after `len` bytes of `data`, so `size` is its largest. life_start_ns,
+ * seq and life are where tcpspan_event has them.
+ */
+export const PAYLOAD_LAYOUT = {
+  size: 88 + PAYLOAD_MAX,
+  fields: {
+    ...HEAD_FIELDS,
+    life_start_ns: f(64, 8),
+    seg_len: f(72, 4),
+    seq: f(76, 4),
+    len: f(80, 2),
+    dir: f(82, 1),
+    life: f(83, 1),
+    what: f(84, 1),
+    data: f(88, PAYLOAD_MAX),
+  },
+} as const satisfies LayoutSpec<string>;
+
+/** TCPSPAN_P_*: what a payload record is for (both may be set). */
+export const PayloadWhat = { First: 0x01, Request: 0x02 } as const;
+/** TCPSPAN_DIR_*: which way its segment went. */
+export const PayloadDir = { Egress: 0x01, Ingress: 0x02 } as const;
+/** TCPSPAN_INSPECT_*: tcpspan_filter.inspect. */
+export const InspectBits = { Traceparent: 0x01, Protocols: 0x02 } as const;
+
 /** enum tcpspan_life: what a rare event's socket is known as. */
 export const Life = { None: 0, Client: 1, Server: 2, Midway: 3 } as const;
 
@@ -91,7 +121,7 @@ export const CIDR_LAYOUT = {
 } as const satisfies LayoutSpec<string>;
 
 export const FILTER_LAYOUT = {
-  size: 432,
+  size: 436,
   fields: {
     cidrs: f(0, 16 * 24),
     ports: f(384, 32),
@@ -99,6 +129,7 @@ export const FILTER_LAYOUT = {
     n_ports: f(420, 4),
     netns: f(424, 4),
     syn_sockops: f(428, 4),
+    inspect: f(432, 4),
   },
 } as const satisfies LayoutSpec<string>;
 
@@ -109,6 +140,7 @@ export const MAX_CIDRS = 16;
 export const WIRE_STRUCTS: Record<string, LayoutSpec<string>> = {
   tcpspan_conn: CONN_LAYOUT,
   tcpspan_event: EVENT_LAYOUT,
+  tcpspan_payload: PAYLOAD_LAYOUT,
   tcpspan_counters: COUNTERS_LAYOUT,
   tcpspan_cidr: CIDR_LAYOUT,
   tcpspan_filter: FILTER_LAYOUT,

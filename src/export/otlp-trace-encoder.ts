@@ -267,6 +267,24 @@ function writeAttributes(w: ProtoWriter, field: number, attrs: Record<string, At
   }
 }
 
+/**
+ * Span.links (13) and Span.dropped_links_count (14). A link is a request's span, in another
+ * process: flags carry its W3C flags with HAS_IS_REMOTE and IS_REMOTE, as the SDK writes them.
+ */
+function links(w: ProtoWriter, list: NonNullable<SpanData['links']>, dropped: number): void {
+  for (const l of list) {
+    const at = w.begin(13);
+    w.hex(1, l.traceId);
+    w.hex(2, l.spanId);
+    w.fixed32(6, (l.flags & 0xff) | FLAG_HAS_IS_REMOTE | FLAG_IS_REMOTE);
+    w.end(at);
+  }
+  if (dropped > 0) {
+    w.tag(14, VARINT);
+    w.varint(dropped);
+  }
+}
+
 function span(w: ProtoWriter, s: SpanData): void {
   const at = w.begin(2); // ScopeSpans.spans
   w.hex(1, s.traceId);
@@ -290,6 +308,7 @@ function span(w: ProtoWriter, s: SpanData): void {
     w.tag(12, VARINT);
     w.varint(s.droppedEventsCount);
   }
+  if (s.links !== undefined) links(w, s.links, s.droppedLinksCount ?? 0);
   const st = w.begin(15);
   if (s.status.code === 'error') {
     if (s.status.message !== undefined) w.string(2, s.status.message);

@@ -7,6 +7,7 @@
 import { SpanKind, SpanStatusCode, TraceFlags, type SpanContext, type SpanStatus } from '@opentelemetry/api';
 import { TraceState, type InstrumentationScope } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
+import type { Link } from '@opentelemetry/api';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace';
 import type { HrTime, SpanData } from '../correlate/span-data.js';
 
@@ -46,14 +47,14 @@ export function toReadableSpan(d: SpanData, resource: Resource, scope: Instrumen
       ? { code: SpanStatusCode.ERROR, message: d.status.message }
       : UNSET,
     attributes: d.attributes,
-    links: [],
+    links: d.links === undefined ? [] : d.links.map(toLink),
     events,
     ended: true,
     resource,
     instrumentationScope: scope,
     droppedAttributesCount: 0,
     droppedEventsCount: d.droppedEventsCount,
-    droppedLinksCount: 0,
+    droppedLinksCount: d.droppedLinksCount ?? 0,
   };
   return span;
 }
@@ -68,6 +69,11 @@ function traceState(text: string): TraceState {
     TRACE_STATES.set(text, ts = new TraceState(text));
   }
   return ts;
+}
+
+/** A link to a request's span: another process's span, so remote. */
+function toLink(l: { traceId: string; spanId: string; flags: number }): Link {
+  return { context: { traceId: l.traceId, spanId: l.spanId, traceFlags: l.flags, isRemote: true }, attributes: {}, droppedAttributesCount: 0 };
 }
 
 function hrDuration(start: HrTime, end: HrTime): HrTime {

@@ -337,6 +337,7 @@ export function feed(c: Correlator, records: readonly KernelEvent[]): void {
     c.onEvent(scratch);
     for (const k of Object.keys(scratch) as (keyof KernelEvent)[]) {
       if (k === 'comm') scratch.comm = 'scribbled';
+      else if (k === 'payload') scratch.payload = new Uint8Array(4).fill(0xad); // the ring's bytes are gone after the call
       else if (k === 'transNs' || k === 'transState') scratch[k].fill(0xdead);
       else scratch[k] = 0xdead;
     }

@@ -156,7 +156,7 @@ const TO_OBJECT: protobuf.IConversionOptions = {
 
 let cachedRoot: protobuf.Root | undefined;
 
-function otlpRoot(): protobuf.Root {
+export function otlpRoot(): protobuf.Root {
   if (cachedRoot) return cachedRoot;
   const root = new protobuf.Root();
   // The protos import each other by paths relative to the package root.
