@@ -106,7 +106,8 @@ describe('flags', () => {
 
     it('should wrap a synopsis under its first option', () => {
       assert.equal(synopsis('run'), 'tcpspan run [--port N]... [--addr CIDR]... [--config FILE] [--otlp-endpoint URL]\n' +
-        '            [--traces-file PATH] [--sampling-ratio RATIO] [--console] [--inspect-traceparent] [--inspect-protocols]');
+        '            [--traces-file PATH] [--sampling-ratio RATIO] [--console] [--inspect-traceparent]\n' +
+        '            [--inspect-protocols]');
     });
   });
 });

@@ -6,6 +6,7 @@ import { existsSync, closeSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { captureLibbpfLog, libbpf, takeLibbpfLog, type Ptr } from './libbpf.js';
 import { capturePrivileges, readCapabilities } from './capabilities.js';
+import { ensureTracefs, TRACEFS } from './tracefs.js';
 import { structLayout, tracepointArgCount, withVmlinuxBtf } from './btf.js';
 import { openRingBuffer, type RingBuffer } from './ring-buffer.js';
 import { encodeFilter, NO_INSPECT, type FilterSpec, type InspectSpec } from './filter.js';
@@ -153,6 +154,8 @@ export function openCapture(opts: CaptureOptions): Capture {
     checkWireLayout(obj, objectPath);
     const { planned: programs, left } = configure(obj, opts);
     loadObject(obj);
+    // root mounts tracefs where a fresh machine lacks it; otherwise the accept programs say what to do
+    if (programs.some((p) => p.attach === 'classic') && ensureTracefs() === 'mounted_now') opts.warn?.(`tracefs was not mounted: mounted it at ${TRACEFS}`);
     const cgroupFd = programs.some((p) => p.attach === 'cgroup') ? openCgroup(opts) : undefined;
     const statuses = [...attachAll(programs, links, cgroupFd, opts), ...left];
     if (cgroupFd !== undefined) closeSync(cgroupFd);
@@ -301,7 +304,10 @@ function attachAll(planned: PlannedProgram[], links: Ptr[], cgroupFd: number | u
         throw new CaptureError('attach', `cannot attach ${spec.hook} (${spec.name}): ${strerror(err)}; ${why}`, privileged ? [] : takeLibbpfLog());
       }
       if (spec.classic) {
-        const fix = err === ERRNO.ENOENT ? 'tracefs is not mounted: run `mount -t tracefs tracefs /sys/kernel/tracing`' : why;
+        // a classic tracepoint's id is read from tracefs, whose files only root may read by default
+        const fix = err === ERRNO.ENOENT ? 'tracefs is not mounted: run `mount -t tracefs tracefs /sys/kernel/tracing`'
+          : privileged && process.geteuid?.() !== 0 ? 'tracefs is readable by root only: run as root, or remount it for tcpspan\'s group (`mount -o remount,gid=GID /sys/kernel/tracing`)'
+            : why;
         const failed = classicFailed.get(spec.classic.lost) ?? [];
         failed.push(`${spec.hook} (${strerror(err)}; ${fix})`);
         classicFailed.set(spec.classic.lost, failed);

@@ -1,12 +1,13 @@
 // `tcpspan doctor`: checks that capture can run here, one line per check with the fix for each failure.
 // Exit status 0 only when capture can run.
-import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { release } from 'node:os';
 import { libbpf, BPF_MAP_TYPE_RINGBUF } from '../capture/libbpf.js';
 import { CaptureError, DEFAULT_OBJECT_PATH, findCgroup2Mount, openCapture } from '../capture/probes.js';
 import { NO_FILTER } from '../capture/filter.js';
 import * as libc from '../capture/libc.js';
 import { missingRequired, readCapabilities, type Capabilities } from '../capture/capabilities.js';
+import { ensureTracefs, TRACEFS } from '../capture/tracefs.js';
 import { parseFlags } from '../config/flags.js';
 import { usageText } from '../config/usage-text.js';
 
@@ -18,7 +19,6 @@ export interface CheckResult {
   detail: string;
 }
 
-const TRACEFS = '/sys/kernel/tracing';
 
 /** Capabilities, told apart from kernel features: what each missing one disables. */
 export function checkPrivileges(caps: Capabilities = readCapabilities()): CheckResult {
@@ -73,14 +73,11 @@ function checkObject(): CheckResult {
 export function checkTracefs(mountIfMissing: boolean): CheckResult {
   if (existsSync(`${TRACEFS}/events`)) return { check: 'tracefs', status: 'ok', detail: `mounted at ${TRACEFS}` };
   if (mountIfMissing) {
-    try { mkdirSync(TRACEFS, { recursive: true }); } catch { /* mount reports the error */ }
-    if (libc.mount('tracefs', TRACEFS, 'tracefs', 0, null) === 0) {
-      return { check: 'tracefs', status: 'ok', detail: `was not mounted; mounted it at ${TRACEFS}` };
-    }
-    const err = libc.strerror(libc.errno());
+    const r = ensureTracefs();
+    if (r === 'mounted' || r === 'mounted_now') return { check: 'tracefs', status: 'ok', detail: `was not mounted; mounted it at ${TRACEFS}` };
     return {
       check: 'tracefs', status: 'warn',
-      detail: `not mounted and mounting failed (${err}); without it server ends name their process only when it closes them ` +
+      detail: `not mounted and mounting failed (${r}); without it server ends name their process only when it closes them ` +
         `(the accept programs need it; the rest attach to BTF tracepoints): run \`mount -t tracefs tracefs ${TRACEFS}\` as root`,
     };
   }
