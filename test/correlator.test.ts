@@ -36,7 +36,7 @@ function drops(d: Partial<Record<EventDropReason, number>> = {}): Record<EventDr
 }
 
 function idle(emitted: number, d: Partial<Record<EventDropReason, number>> = {}, evicted = 0): CorrelatorStats {
-  return { openConnections: 0, lingeringConnections: 0, pendingSynAcks: 0, emitted, evicted, dropped: drops(d) };
+  return { openConnections: 0, lingeringConnections: 0, pendingSynAcks: 0, emitted, evicted, closesLost: 0, dropped: drops(d) };
 }
 
 // ---- expected span events ----

@@ -3,7 +3,7 @@ import { counterName, shutdownLine } from '../src/cli/shutdown-line.js';
 import type { BridgeSummary } from '../src/pipeline/bridge.js';
 
 const counters = { submitted: 10, ringbufFull: 0, sockMapFull: 0, synMapFull: 0 };
-const quiet: BridgeSummary = { kernelEvents: 10, kernelCounters: counters, lostEvents: {}, spans: 2, exported: { otlp: 2 }, dropped: {}, correlatorDrops: {}, attributionMisses: {} };
+const quiet: BridgeSummary = { kernelEvents: 10, kernelCounters: counters, lostEvents: {}, spans: 2, exported: { otlp: 2 }, dropped: {}, correlatorDrops: {}, attributionMisses: {}, closesLost: 0 };
 
 describe('shutdownLine', () => {
   it('should show every kernel counter by name, zero or not, and none of the drops when nothing was lost', () => {
@@ -16,12 +16,12 @@ describe('shutdownLine', () => {
     const summary: BridgeSummary = {
       kernelEvents: 90, kernelCounters: counters, lostEvents: { ringbuf_full: 7, in_transit: 3 }, spans: 20, exported: { otlp: 15, file: 20 },
       dropped: { 'otlp:queue_full': 5 }, correlatorDrops: { closed_socket: 2, evicted: 0, no_socket: 1 },
-      attributionMisses: { not_found: 3, rescan_wait: 0 },
+      attributionMisses: { not_found: 3, rescan_wait: 0 }, closesLost: 4,
     };
     assert.equal(shutdownLine(summary, { submitted: 100, ringbufFull: 7, sockMapFull: 4, synMapFull: 1 }),
       'stopped: 90 kernel events, 20 spans (otlp 15, file 20); kernel counters: submitted 100, ringbuf_full 7, sock_map_full 4, syn_map_full 1; ' +
       'lost kernel events 10 (ringbuf_full 7, in_transit 3); correlator drops: closed_socket 2, no_socket 1; spans dropped: otlp:queue_full 5; ' +
-      'cgroup lookups missed: not_found 3');
+      'cgroup lookups missed: not_found 3; ends whose close was lost: 4');
   });
 
   it('should show failed service lookups when attribution runs, none or by reason', () => {

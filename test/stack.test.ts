@@ -56,6 +56,7 @@ const TCPSPAN_METRICS: MetricDoc[] = [
   { name: 'tcpspan.spans.exported', unit: '{span}', type: 'counter', attributes: [] },
   { name: 'tcpspan.spans.dropped', unit: '{span}', type: 'counter', attributes: ['reason'] },
   { name: 'tcpspan.service.lookups.failed', unit: '{lookup}', type: 'counter', attributes: ['reason'] },
+  { name: 'tcpspan.connections.close_lost', unit: '{connection}', type: 'counter', attributes: [] },
   { name: 'tcpspan.spans.sampled_out', unit: '{span}', type: 'counter', attributes: [] },
 ];
 
@@ -78,6 +79,7 @@ const PROMETHEUS_FAMILIES: Record<string, string> = {
   'tcpspan.spans.exported': 'tcpspan_spans_exported_total',
   'tcpspan.spans.dropped': 'tcpspan_spans_dropped_total',
   'tcpspan.service.lookups.failed': 'tcpspan_service_lookups_failed_total',
+  'tcpspan.connections.close_lost': 'tcpspan_connections_close_lost_total',
   'tcpspan.spans.sampled_out': 'tcpspan_spans_sampled_out_total',
 };
 

@@ -69,6 +69,11 @@ export interface Capture {
   readCounters(): Counters;
   /** Connection lives the kernel holds now (one per tracked socket not yet destroyed); 0 once closed. */
   countLives(): number;
+  /**
+   * Cookies of the lives the kernel holds whose Close has not been written: the ends still
+   * open. undefined when the walk could not finish (or the capture is closed): no answer.
+   */
+  openLifeCookies(): Set<number> | undefined;
   /** Detaches every program: no new records after this. Idempotent. */
   detach(): void;
   /** Detaches, unmaps the ring and frees the object. Idempotent. */
@@ -160,7 +165,7 @@ export function openCapture(opts: CaptureOptions): Capture {
     const statuses = [...attachAll(programs, links, cgroupFd, opts), ...left];
     if (cgroupFd !== undefined) closeSync(cgroupFd);
     ring = mapRing(obj, opts.ringBytes);
-    return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'), mapFd(obj, 'lives'));
+    return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'), mapFd(obj, 'lives'), livesLayout(obj, objectPath));
   } catch (err) {
     for (const link of links) libbpf.linkDestroy(link);
     ring?.close();
@@ -350,6 +355,18 @@ function check(rc: number, stage: CaptureStage, what: string): void {
   if (rc < 0) throw new CaptureError(stage, `${what}: ${strerror(-rc)}`);
 }
 
+/** Where a life's cookie and its `closed` flag are in a `lives` value (struct sock_info, from the object's BTF). */
+interface LivesLayout { maxEntries: number; valueSize: number; cookieOffset: number; closedOffset: number }
+
+function livesLayout(obj: Ptr, objectPath: string): LivesLayout {
+  const info = structLayout(libbpf.objectBtf(obj)!, 'sock_info');
+  const closed = info?.members['closed'];
+  const conn = info?.members['c'];
+  if (!info || !closed || !conn) throw new CaptureError('open', `${objectPath}: struct sock_info has no 'c' or 'closed': rebuild it with scripts/setup`);
+  const lives = mustFindMap(obj, 'lives');
+  return { maxEntries: libbpf.mapMaxEntries(lives), valueSize: libbpf.mapValueSize(lives), cookieOffset: conn.offset + 8, closedOffset: closed.offset };
+}
+
 class LoadedCapture implements Capture {
   private _detached = false;
   private _closed = false;
@@ -359,7 +376,7 @@ class LoadedCapture implements Capture {
 
   constructor(private readonly _obj: Ptr, private readonly _links: Ptr[], readonly ring: RingBuffer,
               readonly programs: readonly ProgramStatus[], private readonly _countersFd: number,
-              private readonly _livesFd: number) {
+              private readonly _livesFd: number, private readonly _lives: LivesLayout) {
     this._cpus = libbpf.numPossibleCpus();
     this._values = Buffer.alloc(this._cpus * COUNTERS_LAYOUT.size);
   }
@@ -385,6 +402,26 @@ class LoadedCapture implements Capture {
     let n = 0;
     for (let prev: Buffer | null = null; libbpf.mapGetNextKey(this._livesFd, prev, keys[n % 2]!) === 0; n++) prev = keys[n % 2]!;
     return n;
+  }
+
+  openLifeCookies(): Set<number> | undefined {
+    if (this._closed) return undefined;
+    const out = new Set<number>();
+    const keys = [Buffer.alloc(8), Buffer.alloc(8)];
+    const value = Buffer.alloc(this._lives.valueSize);
+    // a key deleted under the walk restarts it from the first bucket: revisits are harmless, a
+    // walk that never ends is not; past the bound the answer would be incomplete, so none
+    let prev: Buffer | null = null;
+    for (let i = 0; ; i++) {
+      if (i > 2 * this._lives.maxEntries + 1024) return undefined;
+      const key = keys[i % 2]!;
+      if (libbpf.mapGetNextKey(this._livesFd, prev, key) !== 0) break;
+      if (libbpf.mapLookupElem(this._livesFd, key, value) === 0 && value.readUInt32LE(this._lives.closedOffset) === 0) {
+        out.add(Number(value.readBigUInt64LE(this._lives.cookieOffset)));
+      }
+      prev = key;
+    }
+    return out;
   }
 
   detach(): void {

@@ -23,5 +23,7 @@ export function shutdownLine<T extends { readonly [K in keyof T]: number }>(summ
     (summary.serviceLookupsFailed ? `service lookups failed: ${entries(summary.serviceLookupsFailed, true) || 'none'}; ` : '') +
     `spans dropped: ${entries(summary.dropped, true) || 'none'}` +
     // said only when it happened: a cgroup without a path is a span whose resource has no container.id, not a loss
-    (Object.values(summary.attributionMisses).some((n) => n > 0) ? `; cgroup lookups missed: ${entries(summary.attributionMisses, true)}` : '');
+    (Object.values(summary.attributionMisses).some((n) => n > 0) ? `; cgroup lookups missed: ${entries(summary.attributionMisses, true)}` : '') +
+    // said only when it happened: ends the kernel no longer held after a loss, ended without their Close
+    (summary.closesLost > 0 ? `; ends whose close was lost: ${summary.closesLost}` : '');
 }

@@ -77,6 +77,8 @@ export interface CorrelatorStats {
   emitted: number;
   /** open connections emitted early to bound memory */
   evicted: number;
+  /** open ends ended because the kernel no longer held them after a loss: their Close was lost */
+  closesLost: number;
   dropped: Record<EventDropReason, number>;
 }
 
@@ -90,6 +92,13 @@ export interface Correlator {
    * still open at shutdown or eviction is then flagged kernelEventsLost.
    */
   markKernelLoss(): void;
+  /**
+   * After a loss: ends the open ends suspected since (markKernelLoss) that the kernel no longer
+   * holds (`stillOpen` false: their socket is gone, and the Close record with it), as incomplete
+   * at nowMonoNs with kernelEventsLost. Call it after draining what the ring held when the
+   * kernel was asked. Returns how many it ended.
+   */
+  endLostCloses(stillOpen: (cookie: number) => boolean, nowMonoNs: number): number;
   /** Shutdown: emits every connection, open ones as incomplete ending at nowMonoNs. Safe to call twice. */
   flush(nowMonoNs: number): void;
   stats(): CorrelatorStats;
@@ -118,6 +127,7 @@ class CorrelatorImpl implements Correlator {
   private _evictedAt = 0;
   private _emitted = 0;
   private _evicted = 0;
+  private _closesLost = 0;
   private readonly _dropped: Record<EventDropReason, number>;
 
   constructor(opts: CorrelatorOptions, sink: (rec: ConnectionRecord) => void) {
@@ -155,6 +165,23 @@ class CorrelatorImpl implements Correlator {
     for (const c of this._conns.values()) if (c.phase === OPEN) c.flags |= F_LOSS_SUSPECT;
   }
 
+  endLostCloses(stillOpen: (cookie: number) => boolean, nowMonoNs: number): number {
+    let n = 0;
+    try {
+      for (const c of [...this._conns.values()]) {
+        if (c.phase !== OPEN || (c.flags & F_LOSS_SUSPECT) === 0 || stillOpen(c.cookie)) continue;
+        this._rememberEvicted(c); // a record of it arriving after all is counted, never a second span
+        this._stop(c, nowMonoNs);
+        this._finalize(c);
+        n++;
+      }
+    } catch {
+      this._dropped.internal_error++;
+    }
+    this._closesLost += n;
+    return n;
+  }
+
   flush(nowMonoNs: number): void {
     try {
       for (const c of this._conns.values()) {
@@ -176,6 +203,7 @@ class CorrelatorImpl implements Correlator {
       pendingSynAcks: this._pending.size,
       emitted: this._emitted,
       evicted: this._evicted,
+      closesLost: this._closesLost,
       dropped: { ...this._dropped },
     };
   }

@@ -17,6 +17,8 @@ export interface HealthSources {
   serviceLookupsFailed(): Record<string, number>;
   /** ends sampling left out: not a loss, so not among the drops */
   spansSampledOut(): number;
+  /** open ends ended because the kernel no longer held them after a loss */
+  closesLost(): number;
 }
 
 export function observeHealth(meter: Meter, health: HealthSources): void {
@@ -35,6 +37,7 @@ export function observeHealth(meter: Meter, health: HealthSources): void {
   counter('tcpspan.spans.dropped', (r) => observeByReason(r, health.spansDropped()));
   counter('tcpspan.service.lookups.failed', (r) => observeByReason(r, health.serviceLookupsFailed()));
   counter('tcpspan.spans.sampled_out', (r) => r.observe(health.spansSampledOut()));
+  counter('tcpspan.connections.close_lost', (r) => r.observe(health.closesLost()));
 }
 
 function observeByReason(r: ObservableResult, byReason: Record<string, number>): void {

@@ -34,6 +34,7 @@ export const METRICS: readonly MetricSpec[] = [
   { name: 'tcpspan.spans.exported', type: 'counter', unit: '{span}', description: 'Spans accepted by the trace exporter', attributes: [] },
   { name: 'tcpspan.spans.dropped', type: 'counter', unit: '{span}', description: 'Spans dropped, by reason', attributes: ['reason'] },
   { name: 'tcpspan.service.lookups.failed', type: 'counter', unit: '{lookup}', description: 'Reads of a process\'s environment for its service name that failed, by reason', attributes: ['reason'] },
+  { name: 'tcpspan.connections.close_lost', type: 'counter', unit: '{connection}', description: 'Open connection ends ended (incomplete, kernel_events_lost) because the kernel no longer held them after a ring overflow: their Close record was lost', attributes: [] },
   { name: 'tcpspan.spans.sampled_out', type: 'counter', unit: '{span}', description: 'Spans of healthy connection ends left out by sampling.ratio (not lost: the connection metrics count those ends)', attributes: [] },
 ];
 

@@ -45,6 +45,8 @@ export interface BridgeOptions {
   sampler?: Sampler;
   /** How often the kernel's loss counters are read. */
   lossCheckMs?: number;
+  /** How long after a loss the kernel is asked which ends it still holds (ends whose Close was lost). */
+  lostCloseSweepMs?: number;
   busyIntervalMs?: number;
 }
 
@@ -64,6 +66,8 @@ export interface BridgeSummary {
   serviceLookupsFailed?: Record<string, number>;
   /** cgroup lookups that found no path, by reason (their spans' resources go without container.id) */
   attributionMisses: Record<string, number>;
+  /** open ends ended because the kernel no longer held them after a loss (their Close was lost) */
+  closesLost: number;
 }
 
 export interface Bridge {
@@ -100,6 +104,8 @@ class RingBridge implements Bridge {
   private _lastLossCheck = 0;
   private _stopping: Promise<BridgeSummary> | undefined;
   private _lingerTimer: NodeJS.Timeout | undefined;
+  private _sweepTimer: NodeJS.Timeout | undefined;
+  private _lossTimer: NodeJS.Timeout | undefined;
   private readonly _handle: (m: RecordMemory, off: number) => void;
   private readonly _epoch: EpochOffset;
   private readonly _owners: SpanOwners = createSpanOwners();
@@ -131,11 +137,15 @@ class RingBridge implements Bridge {
       spansDropped: () => this._dropped(),
       serviceLookupsFailed: () => nonZero(this._opts.services?.stats().failed ?? {}),
       spansSampledOut: () => this._opts.sampler?.sampledOut() ?? 0,
+      closesLost: () => this._correlator.stats().closesLost,
     };
   }
 
   start(): void {
     this._poller.start();
+    // losses are seen when records are drained; a loss at the end of a burst is followed by none
+    this._lossTimer = setInterval(() => this._checkLoss(nowMono()), this._opts.lossCheckMs ?? 1000);
+    this._lossTimer.unref();
   }
 
   private _drain(max?: number): number {
@@ -174,7 +184,32 @@ class RingBridge implements Bridge {
     if (full > this._ringbufFull) {
       this._ringbufFull = full;
       this._correlator.markKernelLoss();
+      this._scheduleLostCloseSweep();
     }
+  }
+
+  /**
+   * A lost record may have been an end's Close: without it the end would stay open until
+   * shutdown. Once the burst has passed, ask the kernel which ends it still holds.
+   */
+  private _scheduleLostCloseSweep(): void {
+    if (this._sweepTimer !== undefined || this._stopping) return;
+    this._sweepTimer = setTimeout(() => {
+      this._sweepTimer = undefined;
+      this._sweepLostCloses();
+    }, this._opts.lostCloseSweepMs ?? 1000);
+    this._sweepTimer.unref();
+  }
+
+  private _sweepLostCloses(): void {
+    if (this._stopping) return;
+    // behind on exports, or the kernel's map changing too fast to walk: later
+    if (this._sinksSaturated()) return this._scheduleLostCloseSweep();
+    const open = this._opts.capture.openLifeCookies();
+    if (open === undefined) return this._scheduleLostCloseSweep();
+    // the Closes written before the walk, so only ends that had none are ended
+    this._opts.capture.ring.drain(this._handle);
+    this._correlator.endLostCloses((cookie) => open.has(cookie), nowMono());
   }
 
   private _emit(rec: ConnectionRecord): void {
@@ -220,6 +255,8 @@ class RingBridge implements Bridge {
     const { capture, sinks } = this._opts;
     capture.detach(); // no new records
     if (this._lingerTimer) clearTimeout(this._lingerTimer);
+    if (this._sweepTimer) clearTimeout(this._sweepTimer);
+    if (this._lossTimer) clearInterval(this._lossTimer);
     await this._poller.stop();
     while (this._drain() > 0); // what the kernel already wrote
     this._checkLoss(nowMono());
@@ -236,6 +273,7 @@ class RingBridge implements Bridge {
       exported: Object.fromEntries(sinks.map((s) => [s.name, s.exported()])),
       dropped: this._dropped(),
       correlatorDrops: nonZero(this._correlator.stats().dropped),
+      closesLost: this._correlator.stats().closesLost,
       attributionMisses: this._opts.attributor?.misses() ?? {},
     };
     if (this._opts.services !== undefined) summary.serviceLookupsFailed = nonZero(this._opts.services.stats().failed);
