@@ -44,7 +44,7 @@ const CHUNK = 1024;
 const T0 = 1_763_000_000_000_000_000n;
 
 /** A client connection span as span-data.ts builds them: 15 attributes, 6 events. */
-function connectionSpan(i: number): SpanData {
+export function connectionSpan(i: number): SpanData {
   const start = T0 + BigInt(i) * 50_000n;
   const st = (dt: bigint, s: string): SpanEventData =>
     ({ name: 'tcp.state_change', time: toHrTime(start + dt), attributes: { 'network.connection.state': s } });

@@ -168,7 +168,7 @@ describe('loadConfig', () => {
       ['export.batch.maxExportBatchSize', 100000, 'file', /expected at most export\.batch\.maxQueueSize \(65536, from default\)$/],
       ['export.batch.scheduledDelayMs', '-5', 'env OTEL_BSP_SCHEDULE_DELAY', /expected an integer of at least 0$/],
       ['export.batch.exportTimeoutMs', '1.5', 'env OTEL_BSP_EXPORT_TIMEOUT', /expected an integer of at least 1$/],
-      ['export.batch.maxRetries', -1, 'file', /expected an integer of at least 0$/],
+      ['export.batch.maxRetries', -2, 'file', /expected an integer of at least -1$/],
       ['export.batch.retryInitialDelayMs', 0, 'file', /expected an integer of at least 1$/],
       ['export.metricIntervalMs', '99', 'env OTEL_METRIC_EXPORT_INTERVAL', /expected an integer of at least 100$/],
       ['export.shutdownTimeoutMs', null, 'file', /expected an integer of at least 0$/],
@@ -349,7 +349,7 @@ describe('configDocs', () => {
     assert.deepEqual(configDocs().filter((d) => d.flags.length).map((d) => [d.key, ...d.flags]), [
       ['filter.ports', '--port'], ['filter.addrs', '--addr'], ['sampling.ratio', '--sampling-ratio'], ['export.traces', '--console'],
       ['export.otlpEndpoint', '--otlp-endpoint'], ['export.tracesEndpoint', '--otlp-endpoint'], ['export.metricsEndpoint', '--otlp-endpoint'],
-      ['export.tracesFile', '--traces-file'], ['inspect.traceparent', '--inspect-traceparent'], ['inspect.protocols', '--inspect-protocols'],
+      ['export.tracesFile', '--traces-file'], ['export.spoolDir', '--spool-dir'], ['inspect.traceparent', '--inspect-traceparent'], ['inspect.protocols', '--inspect-protocols'],
     ]);
   });
 });

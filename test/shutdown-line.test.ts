@@ -36,6 +36,16 @@ describe('shutdownLine', () => {
     assert.match(shutdownLine({ ...quiet, sampledOut: 0 }, counters), /^stopped: 10 kernel events, 2 spans, 0 sampled out \(otlp 2\);/);
   });
 
+  it('should show, with a spool, what it took, what an earlier run left and what is left for the next run', () => {
+    const summary: BridgeSummary = {
+      ...quiet, spans: 40, exported: { otlp: 52 }, dropped: { 'otlp:spool_corrupt': 1 },
+      spool: { otlp: { spooled: 40, replayed: 13, spans: 0, bytes: 0 } },
+    };
+    // found at start 13 + made 40 = delivered 52 + dropped 1 + left 0
+    assert.match(shutdownLine(summary, counters),
+      /; spans dropped: otlp:spool_corrupt 1; spool otlp: 40 written, 13 found at start, 0 left \(0 bytes\)$/);
+  });
+
   it('should show a counter it has never heard of', () => {
     assert.match(shutdownLine(quiet, { ...counters, rareEventsTruncated: 5, late_close: 1 }),
       /kernel counters: submitted 10, ringbuf_full 0, sock_map_full 0, syn_map_full 0, rare_events_truncated 5, late_close 1;/);

@@ -168,7 +168,7 @@ const cookies = (spans: ReceivedSpan[]): number[] => spans.map((s) => s.attribut
 const range = (from: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + i);
 
 function drops(d: Partial<Record<SpanDropReason, number>> = {}): Record<SpanDropReason, number> {
-  return { queue_full: 0, export_failed: 0, shutdown_deadline: 0, shutdown_unconfirmed: 0, ...d };
+  return { queue_full: 0, export_failed: 0, shutdown_deadline: 0, shutdown_unconfirmed: 0, spool_full: 0, spool_corrupt: 0, ...d };
 }
 
 const BASE: SpanExportQueueOptions = {
@@ -226,7 +226,7 @@ describe('SpanExportQueue', () => {
   }
 
   function stats(s: Partial<SpanExportQueueStats>): SpanExportQueueStats {
-    return { queued: 0, exported: 0, dropped: drops(), exportCalls: 0, failedCalls: 0, retries: 0, inFlight: 0, ...s };
+    return { queued: 0, exported: 0, dropped: drops(), exportCalls: 0, failedCalls: 0, retries: 0, inFlight: 0, heldBytes: 0, ...s };
   }
 
   describe('export over OTLP gRPC', () => {

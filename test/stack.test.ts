@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { METRICS } from '../src/export/metric-names.js';
 import { type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
@@ -28,6 +29,7 @@ const TCPSPAN_ENV = [
   'OTEL_METRIC_EXPORT_INTERVAL', 'TCPSPAN_PORTS', 'TCPSPAN_ADDRS', 'TCPSPAN_NETNS', 'TCPSPAN_RING_BUFFER_BYTES',
   'TCPSPAN_HEALTH_LISTEN', 'TCPSPAN_SERVICE_FROM_PROCESS',
   'TCPSPAN_HEALTH_LISTEN', 'TCPSPAN_SAMPLING_RATIO', 'TCPSPAN_SAMPLING_KEEP_SLOWER_THAN_MS',
+  'TCPSPAN_SPOOL_DIR', 'TCPSPAN_SPOOL_MAX_BYTES',
 ] as const;
 
 type InstrumentType = 'histogram' | 'counter' | 'updowncounter' | 'gauge';
@@ -58,6 +60,10 @@ const TCPSPAN_METRICS: MetricDoc[] = [
   { name: 'tcpspan.service.lookups.failed', unit: '{lookup}', type: 'counter', attributes: ['reason'] },
   { name: 'tcpspan.connections.close_lost', unit: '{connection}', type: 'counter', attributes: [] },
   { name: 'tcpspan.spans.sampled_out', unit: '{span}', type: 'counter', attributes: [] },
+  { name: 'tcpspan.spans.spooled', unit: '{span}', type: 'counter', attributes: [] },
+  { name: 'tcpspan.spans.replayed', unit: '{span}', type: 'counter', attributes: [] },
+  { name: 'tcpspan.spool.spans', unit: '{span}', type: 'updowncounter', attributes: [] },
+  { name: 'tcpspan.spool.usage', unit: 'By', type: 'updowncounter', attributes: [] },
 ];
 
 /**
@@ -81,6 +87,10 @@ const PROMETHEUS_FAMILIES: Record<string, string> = {
   'tcpspan.service.lookups.failed': 'tcpspan_service_lookups_failed_total',
   'tcpspan.connections.close_lost': 'tcpspan_connections_close_lost_total',
   'tcpspan.spans.sampled_out': 'tcpspan_spans_sampled_out_total',
+  'tcpspan.spans.spooled': 'tcpspan_spans_spooled_total',
+  'tcpspan.spans.replayed': 'tcpspan_spans_replayed_total',
+  'tcpspan.spool.spans': 'tcpspan_spool_spans',
+  'tcpspan.spool.usage': 'tcpspan_spool_usage_bytes',
 };
 
 // ---------------------------------------------------------------- OTel -> Prometheus names
@@ -445,7 +455,15 @@ describe('observability stack', () => {
       const k8sMounts = (ctr['volumeMounts'] as Yaml[]).map((m) => `${volumes.get(m['name'])}:${m['mountPath']}:${m['readOnly'] ? 'ro' : 'rw'}`);
       const composeMounts = (c['volumes'] as string[]).map((v) => (v.split(':').length === 2 ? `${v}:rw` : v));
       assert.deepEqual(k8sMounts.sort(), composeMounts.sort());
-      for (const m of composeMounts) assert.match(m, /:ro$/, `${m}: read-only`);
+      // read-only, but for the span spool: a host directory, so spans outlive a restart of the container or pod
+      const spoolDir = composeEnv(c)['TCPSPAN_SPOOL_DIR'];
+      assert.ok(spoolDir, 'compose sets TCPSPAN_SPOOL_DIR');
+      for (const m of composeMounts) {
+        if (m.split(':')[1] === spoolDir) assert.match(m, /^\/var\/lib\/tcpspan\/spool:[^:]+:rw$/, `${m}: the spool, writable, on the host`);
+        else assert.match(m, /:ro$/, `${m}: read-only`);
+      }
+      const spoolVolume = (pod['volumes'] as Yaml[]).find((v) => v['hostPath']?.['path'] === '/var/lib/tcpspan/spool');
+      assert.equal(spoolVolume?.['hostPath']?.['type'], 'DirectoryOrCreate');
       const [, tag] = imageTag(ctr['image']);
       assert.equal(`tcpspan:${tag}`, c['image']);
     });
@@ -587,12 +605,15 @@ describe('docker-compose tcpspan service', function () {
   let receiver: OtlpReceiver | undefined;
   let server: TestServer | undefined;
   let run: Contained | undefined;
+  let spoolDir: string | undefined;
 
   afterEach(async () => {
     if (run && run.child.exitCode === null) await run.stop().catch(() => run?.child.kill('SIGKILL'));
     await server?.close();
     await receiver?.close();
     run = undefined; server = undefined; receiver = undefined;
+    if (spoolDir !== undefined) rmSync(spoolDir, { recursive: true, force: true });
+    spoolDir = undefined;
   });
 
   it('should export both ends of a connection with the compose environment, user and capabilities', async function () {
@@ -606,8 +627,14 @@ describe('docker-compose tcpspan service', function () {
     // the health endpoints on a port free now, not the compose one (which this host may be using)
     const health = `127.0.0.1:${await closedPort(4)}`;
     assert.ok(composeEnvironment['TCPSPAN_HEALTH_LISTEN']);
+    // the spool in a directory the compose user owns, as the volume's would be, not this host's /var/lib
+    assert.ok(composeEnvironment['TCPSPAN_SPOOL_DIR']);
+    const [uid, gid] = String(tcpspanCompose()['user']).split(':').map(Number);
+    spoolDir = mkdtempSync(path.join(tmpdir(), 'tcpspan-compose-spool-'));
+    chownSync(spoolDir, uid!, gid!);
     run = await startAsCompose({
       ...composeEnvironment, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, TCPSPAN_PORTS: String(server.port), TCPSPAN_HEALTH_LISTEN: health,
+      TCPSPAN_SPOOL_DIR: path.join(spoolDir, 'spool'),
     });
     assert.equal((await fetch(`http://${health}/readyz`)).status, 200);
 

@@ -14,6 +14,9 @@ import { createTelemetry } from '../export/telemetry.js';
 import { observeHealth } from '../export/bridge-metrics.js';
 import { createTracesFileExporter, tracesFileProblem } from '../export/traces-file.js';
 import { createOtlpGrpcSpanExporter } from '../export/otlp-grpc-span-exporter.js';
+import { openSpanSpool, segmentBytesFor, spoolFreeBytes, SpoolError, type SpanSpool } from '../export/span-spool.js';
+import { createEncodedSpanCodec } from '../export/encoded-span-record.js';
+import type { EncodedSpan } from '../export/otlp-trace-encoder.js';
 import { otlpTlsProblem, type OtlpSignal } from '../export/otlp-tls.js';
 import { onShutdownSignal } from './common.js';
 import { startHealthServer, type HealthServer } from './health-server.js';
@@ -94,6 +97,8 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
                            healthAddress: string | undefined): Promise<number> {
   const x = cfg.export;
   const { traces: tracesMode, metrics: metricsMode } = resolveExporters(x);
+  // before anything else: a spool directory that cannot be used is a setting refused at start
+  const spool = openSpool(cfg, tracesMode === 'otlp');
   const telemetry = await createTelemetry({
     serviceName: cfg.service.name,
     ...(metricsMode === 'otlp' && x.metricsEndpoint ? { metricsEndpoint: x.metricsEndpoint } : {}),
@@ -103,8 +108,11 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
   const queue = x.batch; // export.batch.* are the queue's options, key for key
   const sinks: SpanSink[] = [];
   if (tracesMode === 'otlp') {
-    const otlp = createOtlpGrpcSpanExporter({ url: x.tracesEndpoint, timeoutMillis: x.batch.exportTimeoutMs }, telemetry.resource, SCOPE);
-    exporterSinks.push(createExporterSink('otlp', otlp.exporter, otlp.encode, queue, say));
+    const otlp = createOtlpGrpcSpanExporter({
+      url: x.tracesEndpoint, timeoutMillis: x.batch.exportTimeoutMs, maxReconnectBackoffMs: x.batch.retryMaxDelayMs,
+    }, telemetry.resource, SCOPE);
+    exporterSinks.push(createExporterSink<EncodedSpan>('otlp', otlp.exporter, otlp.encode,
+      { ...queue, sizeOf: (s) => s.bytes.length, ...(spool && { spool }) }, say));
   }
   if (x.tracesFile) {
     exporterSinks.push(createExporterSink('file', createTracesFileExporter(x.tracesFile, telemetry.resource, SCOPE), (s) => s, queue, say));
@@ -155,6 +163,31 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
   const summary = await bridge.stop(x.shutdownTimeoutMs, () => telemetry.shutdown());
   say(shutdownLine(summary, summary.kernelCounters));
   return 0;
+}
+
+/** The OTLP span spool (export.spoolDir) when configured, checked and opened; a problem is a ConfigError naming the key. */
+function openSpool(cfg: TcpspanConfig, otlp: boolean): SpanSpool<EncodedSpan> | undefined {
+  const { spoolDir, spoolMaxBytes } = cfg.export;
+  if (!spoolDir) return undefined;
+  if (!otlp) {
+    say('warning: export.spoolDir is set, but spans are not exported over OTLP: no spool is used');
+    return undefined;
+  }
+  let spool: SpanSpool<EncodedSpan>;
+  try {
+    spool = openSpanSpool({ dir: spoolDir, maxBytes: spoolMaxBytes, codec: createEncodedSpanCodec() });
+  } catch (err) {
+    if (err instanceof SpoolError) throw settingError(cfg, 'export.spoolDir', err.message);
+    const e = err as NodeJS.ErrnoException;
+    throw settingError(cfg, 'export.spoolDir', `cannot use it as the spool (${e.code ?? e.message}); choose another directory`);
+  }
+  const free = spoolFreeBytes(spool.dir);
+  if (free !== undefined && free < segmentBytesFor(spoolMaxBytes)) {
+    // a warning, not a refusal: tcpspan still exports without it, and space may come back
+    say(`warning: export.spoolDir ${spool.dir}: its filesystem has ${free} bytes free, less than one spool segment; ` +
+      'spans stay in memory while exports fail until space is freed');
+  }
+  return spool;
 }
 
 /** The attribution stage, when configured and when /proc names the kernel's pids (else one warning). */

@@ -22,6 +22,9 @@ export function shutdownLine<T extends { readonly [K in keyof T]: number }>(summ
     `correlator drops: ${entries(summary.correlatorDrops, true) || 'none'}; ` +
     (summary.serviceLookupsFailed ? `service lookups failed: ${entries(summary.serviceLookupsFailed, true) || 'none'}; ` : '') +
     `spans dropped: ${entries(summary.dropped, true) || 'none'}` +
+    // with a spool: what it took, what an earlier run left in it, and what this run leaves for the next
+    Object.entries(summary.spool ?? {}).map(([sink, s]) =>
+      `; spool ${sink}: ${s.spooled} written, ${s.replayed} found at start, ${s.spans} left (${s.bytes} bytes)`).join('') +
     // said only when it happened: a cgroup without a path is a span whose resource has no container.id, not a loss
     (Object.values(summary.attributionMisses).some((n) => n > 0) ? `; cgroup lookups missed: ${entries(summary.attributionMisses, true)}` : '') +
     // said only when it happened: ends the kernel no longer held after a loss, ended without their Close

@@ -33,9 +33,13 @@ export interface TcpspanConfig {
       readonly maxExportBatchSize: number;
       readonly scheduledDelayMs: number;
       readonly exportTimeoutMs: number;
+      readonly maxQueueBytes: number;
       readonly maxRetries: number;
       readonly retryInitialDelayMs: number;
+      readonly retryMaxDelayMs: number;
     };
+    readonly spoolDir: string;
+    readonly spoolMaxBytes: number;
     readonly metricIntervalMs: number;
     readonly shutdownTimeoutMs: number;
   };
@@ -248,11 +252,18 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
       maxExportBatchSize: int('Spans per export request at most; at most maxQueueSize.', 2048, { min: 1 }, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
       scheduledDelayMs: int('Milliseconds between two exports of a partial batch.', 200, { min: 0 }, 'OTEL_BSP_SCHEDULE_DELAY'),
       exportTimeoutMs: int('Milliseconds one export request may take.', 10000, { min: 1 }, 'OTEL_BSP_EXPORT_TIMEOUT'),
-      maxRetries: int('Retries of an export that failed with a retryable error, with doubling delays from retryInitialDelayMs up to 30 s each (10: about 2.5 minutes of outage), while new spans queue up to maxQueueSize.', 10, { min: 0 }),
-      retryInitialDelayMs: int('Milliseconds before the first retry of a failed export.', 500, { min: 1 }),
+      maxQueueBytes: int('Bytes of encoded spans queued per OTLP exporter at most (about 0.6 KB a span); beyond it new spans are dropped (and counted).', 64 * 1024 * 1024, { min: 65536 }),
+      maxRetries: int('Without a spool: retries of an export that failed with a retryable error before its spans are dropped as export_failed; -1: no limit, retries go on while new spans queue up to maxQueueSize. With export.spoolDir retries never give up.', -1, { min: -1 }),
+      retryInitialDelayMs: int('Milliseconds before the first retry of a failed export; the delay doubles with each failed call in a row (±20 % jitter).', 500, { min: 1 }),
+      retryMaxDelayMs: int('Milliseconds between two retries at most (the Collector\'s retry_on_failure max_interval).', 30000, { min: 1 }),
     },
+    spoolDir: {
+      doc: "Directory where OTLP spans wait on disk while exports fail, and at the shutdown deadline; read back first, also after a restart or a SIGKILL ('': no spool). Created when missing; one tcpspan per directory.",
+      format: 'tcpspan-string', default: '', env: 'TCPSPAN_SPOOL_DIR',
+    },
+    spoolMaxBytes: int('Bytes the spool\'s files take at most; when full, its oldest spans are dropped (spool_full).', 256 * 1024 * 1024, { min: 1024 * 1024 }, 'TCPSPAN_SPOOL_MAX_BYTES'),
     metricIntervalMs: int('Milliseconds between two metric exports.', 60000, { min: 100 }, 'OTEL_METRIC_EXPORT_INTERVAL'),
-    shutdownTimeoutMs: int('Milliseconds from SIGTERM to exit at most: spans and the final metrics export share them; what is not sent by then is counted (shutdown_deadline), what was sent but not answered is counted apart (shutdown_unconfirmed).', 5000, { min: 0 }),
+    shutdownTimeoutMs: int('Milliseconds from SIGTERM to exit at most: spans and the final metrics export share them; what is not sent by then goes to the spool, or without one is counted (shutdown_deadline), what was sent but not answered is counted apart (shutdown_unconfirmed).', 5000, { min: 0 }),
   },
   service: {
     name: {

@@ -85,6 +85,12 @@ export const FLAGS = [
     sets: { keys: ['export.tracesFile'] },
   },
   {
+    name: 'spool-dir', value: 'DIR', commands: ['run'],
+    help: 'keep OTLP spans on disk in DIR while the collector is away (and at the shutdown deadline), bounded by ' +
+      '`export.spoolMaxBytes`; they are sent first once it answers, also after tcpspan restarts or is killed',
+    sets: { keys: ['export.spoolDir'] },
+  },
+  {
     name: 'sampling-ratio', value: 'RATIO', commands: ['run'],
     help: 'keep this share (0 to 1) of healthy connections, chosen from the trace id so both ends agree; ' +
       'failures, retransmits and slow handshakes are always kept, and metrics count every connection',

@@ -3,6 +3,7 @@
 // did is in connection-metrics.ts. Names, units and attributes: metric-names.ts.
 import type { Meter, ObservableResult } from '@opentelemetry/api';
 import { metricSpec } from './metric-names.js';
+import type { SpanSpoolStats } from './span-export-queue.js';
 
 /** Read at each metric collection: tcpspan's own counters, from the stage that owns them. */
 export interface HealthSources {
@@ -19,6 +20,8 @@ export interface HealthSources {
   spansSampledOut(): number;
   /** open ends ended because the kernel no longer held them after a loss */
   closesLost(): number;
+  /** the span spools added up; undefined without one (then no spool metric has a data point) */
+  spool(): SpanSpoolStats | undefined;
 }
 
 export function observeHealth(meter: Meter, health: HealthSources): void {
@@ -38,6 +41,16 @@ export function observeHealth(meter: Meter, health: HealthSources): void {
   counter('tcpspan.service.lookups.failed', (r) => observeByReason(r, health.serviceLookupsFailed()));
   counter('tcpspan.spans.sampled_out', (r) => r.observe(health.spansSampledOut()));
   counter('tcpspan.connections.close_lost', (r) => r.observe(health.closesLost()));
+  const spool = (read: (s: SpanSpoolStats) => number) => (r: ObservableResult) => {
+    const s = health.spool();
+    if (s !== undefined) r.observe(read(s));
+  };
+  counter('tcpspan.spans.spooled', spool((s) => s.spooled));
+  counter('tcpspan.spans.replayed', spool((s) => s.replayed));
+  for (const [name, read] of [['tcpspan.spool.spans', (s: SpanSpoolStats) => s.spans], ['tcpspan.spool.usage', (s: SpanSpoolStats) => s.bytes]] as const) {
+    const m = metricSpec(name);
+    meter.createObservableUpDownCounter(m.name, { unit: m.unit, description: m.description }).addCallback(spool(read));
+  }
 }
 
 function observeByReason(r: ObservableResult, byReason: Record<string, number>): void {

@@ -35,6 +35,10 @@ export const METRICS: readonly MetricSpec[] = [
   { name: 'tcpspan.spans.dropped', type: 'counter', unit: '{span}', description: 'Spans dropped, by reason', attributes: ['reason'] },
   { name: 'tcpspan.service.lookups.failed', type: 'counter', unit: '{lookup}', description: 'Reads of a process\'s environment for its service name that failed, by reason', attributes: ['reason'] },
   { name: 'tcpspan.connections.close_lost', type: 'counter', unit: '{connection}', description: 'Open connection ends ended (incomplete, kernel_events_lost) because the kernel no longer held them after a ring overflow: their Close record was lost', attributes: [] },
+  { name: 'tcpspan.spans.spooled', type: 'counter', unit: '{span}', description: 'Spans written to the export spool (export.spoolDir) while exports failed or at the shutdown deadline', attributes: [] },
+  { name: 'tcpspan.spans.replayed', type: 'counter', unit: '{span}', description: 'Spans an earlier run left in the export spool, found at start (damaged ones included, also counted as dropped)', attributes: [] },
+  { name: 'tcpspan.spool.spans', type: 'updowncounter', unit: '{span}', description: 'Spans in the export spool now, waiting for the collector', attributes: [] },
+  { name: 'tcpspan.spool.usage', type: 'updowncounter', unit: 'By', description: 'Bytes the export spool\'s files take now (at most export.spoolMaxBytes)', attributes: [] },
   { name: 'tcpspan.spans.sampled_out', type: 'counter', unit: '{span}', description: 'Spans of healthy connection ends left out by sampling.ratio (not lost: the connection metrics count those ends)', attributes: [] },
 ];
 

@@ -5,17 +5,20 @@
 // span objects.
 import type { InstrumentationScope } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
-import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
-import { convertLegacyOtlpGrpcOptions, createOtlpGrpcExportDelegate } from '@opentelemetry/otlp-grpc-exporter-base';
+import { createOtlpNetworkExportDelegate, OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
+import { convertLegacyOtlpGrpcOptions, createOtlpGrpcExporterMetrics } from '@opentelemetry/otlp-grpc-exporter-base';
 import { ProtobufTraceSerializer, type IExportTraceServiceResponse, type ISerializer } from '@opentelemetry/otlp-transformer';
 import type { SpanData } from '../correlate/span-data.js';
 import { createTraceRequestEncoder, type EncodedSpan } from './otlp-trace-encoder.js';
 import type { BatchExporter } from './span-export-queue.js';
+import { createGrpcTransport } from './otlp-grpc-transport.js';
 
 export interface OtlpGrpcSpanExporterOptions {
   /** e.g. http://127.0.0.1:4317; the OTEL_EXPORTER_OTLP_* variables apply as for the SDK's exporter */
   url: string;
   timeoutMillis: number;
+  /** the channel's longest wait between reconnection attempts (default 30 s): export.batch.retryMaxDelayMs */
+  maxReconnectBackoffMs?: number;
 }
 
 /** An exporter of encoded spans, and the encoding it takes. */
@@ -35,9 +38,14 @@ export function createOtlpGrpcSpanExporter(opts: OtlpGrpcSpanExporterOptions, re
     serializeRequest: (spans) => encoder.encodeEncoded(spans),
     deserializeResponse: (data) => ProtobufTraceSerializer.deserializeResponse(data),
   };
-  const delegate = createOtlpGrpcExportDelegate(
-    convertLegacyOtlpGrpcOptions({ url: opts.url, timeoutMillis: opts.timeoutMillis }, 'TRACES'),
-    serializer, 'otlp_grpc_span_exporter', { name: 'span', countItems: (spans: EncodedSpan[]) => spans.length },
-    undefined, GRPC_SERVICE, GRPC_PATH);
+  // the SDK's createOtlpGrpcExportDelegate, with its transport swapped for one whose reconnect backoff is bounded
+  const options = convertLegacyOtlpGrpcOptions({ url: opts.url, timeoutMillis: opts.timeoutMillis }, 'TRACES');
+  const delegate = createOtlpNetworkExportDelegate(options, serializer,
+    createOtlpGrpcExporterMetrics('otlp_grpc_span_exporter', { name: 'span', countItems: (spans: EncodedSpan[]) => spans.length }, options.url, undefined),
+    createGrpcTransport({
+      address: options.url, credentials: options.credentials, metadata: options.metadata, compression: options.compression,
+      ...(options.userAgent !== undefined && { userAgent: options.userAgent }), grpcName: GRPC_SERVICE, grpcPath: GRPC_PATH,
+      maxReconnectBackoffMs: opts.maxReconnectBackoffMs ?? 30_000,
+    }));
   return { encode: (span) => encoder.encodeSpan(span), exporter: new OTLPExporterBase<EncodedSpan[]>(delegate) };
 }

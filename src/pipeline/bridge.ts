@@ -9,6 +9,7 @@ import type { Attributor } from '../attribute/cgroup-attribution.js';
 import { epochOffset, toSpanData, type EpochOffset, type SpanData } from '../correlate/span-data.js';
 import type { Clock } from '../decode/format.js';
 import type { HealthSources } from '../export/bridge-metrics.js';
+import type { SpanSpoolStats } from '../export/span-export-queue.js';
 import type { ProcessServices } from '../attribute/process-service.js';
 import { createSpanOwners, type SpanOwners } from '../attribute/span-owner.js';
 import type { Sampler } from './sampler.js';
@@ -24,6 +25,8 @@ export interface SpanSink {
   saturated?(): boolean;
   exported(): number;
   dropped(): Record<string, number>;
+  /** Its spool's counts, when it has one. */
+  spool?(): SpanSpoolStats | undefined;
 }
 
 export interface BridgeOptions {
@@ -61,6 +64,8 @@ export interface BridgeSummary {
   sampledOut?: number;
   exported: Record<string, number>;
   dropped: Record<string, number>;
+  /** per sink with a spool: spans written to it, found in it at start, and left in it for the next run */
+  spool?: Record<string, SpanSpoolStats>;
   correlatorDrops: Record<string, number>;
   /** reads of /proc/PID/environ that failed, by reason (non-zero ones); absent without attribution */
   serviceLookupsFailed?: Record<string, number>;
@@ -138,6 +143,7 @@ class RingBridge implements Bridge {
       serviceLookupsFailed: () => nonZero(this._opts.services?.stats().failed ?? {}),
       spansSampledOut: () => this._opts.sampler?.sampledOut() ?? 0,
       closesLost: () => this._correlator.stats().closesLost,
+      spool: () => this._spool(),
     };
   }
 
@@ -237,6 +243,18 @@ class RingBridge implements Bridge {
     return false;
   }
 
+  /** The sinks' spools added up; undefined when none has one. */
+  private _spool(): SpanSpoolStats | undefined {
+    let sum: SpanSpoolStats | undefined;
+    for (const sink of this._opts.sinks) {
+      const s = sink.spool?.();
+      if (s === undefined) continue;
+      sum ??= { spooled: 0, replayed: 0, spans: 0, bytes: 0 };
+      sum.spooled += s.spooled; sum.replayed += s.replayed; sum.spans += s.spans; sum.bytes += s.bytes;
+    }
+    return sum;
+  }
+
   private _dropped(): Record<string, number> {
     const out: Record<string, number> = {};
     for (const sink of this._opts.sinks) {
@@ -272,6 +290,7 @@ class RingBridge implements Bridge {
       ...(this._opts.sampler && { sampledOut: this._opts.sampler.sampledOut() }),
       exported: Object.fromEntries(sinks.map((s) => [s.name, s.exported()])),
       dropped: this._dropped(),
+      ...spoolSummary(sinks),
       correlatorDrops: nonZero(this._correlator.stats().dropped),
       closesLost: this._correlator.stats().closesLost,
       attributionMisses: this._opts.attributor?.misses() ?? {},
@@ -280,6 +299,14 @@ class RingBridge implements Bridge {
     capture.close();
     return summary;
   }
+}
+
+function spoolSummary(sinks: SpanSink[]): { spool?: Record<string, SpanSpoolStats> } {
+  const entries = sinks.flatMap((s) => {
+    const st = s.spool?.();
+    return st === undefined ? [] : [[s.name, st] as const];
+  });
+  return entries.length > 0 ? { spool: Object.fromEntries(entries) } : {};
 }
 
 function nonZero(r: Record<string, number>): Record<string, number> {

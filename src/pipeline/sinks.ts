@@ -37,10 +37,11 @@ export interface ExporterSink extends SpanSink {
 
 /**
  * Spans to an exporter (OTLP gRPC, OTLP/JSON file) through a bounded, retrying queue;
- * `prepare` turns a span into what the queue holds (OTLP gRPC: its protobuf bytes).
+ * `prepare` turns a span into what the queue holds (OTLP gRPC: its protobuf bytes, with their
+ * size for maxQueueBytes and a spool when configured).
  */
 export function createExporterSink<T>(name: string, exporter: BatchExporter<T>, prepare: (span: SpanData) => T,
-                                      queue: Omit<SpanExportQueueOptions, 'log'>, log: (m: string) => void): ExporterSink {
+                                      queue: Omit<SpanExportQueueOptions<T>, 'log'>, log: (m: string) => void): ExporterSink {
   const q = createSpanExportQueue(exporter, { ...queue, log: (m: string) => log(`${name}: ${m}`) });
   return {
     name,
@@ -53,5 +54,6 @@ export function createExporterSink<T>(name: string, exporter: BatchExporter<T>, 
     failing: () => q.failing(),
     exported: () => q.stats().exported,
     dropped: () => q.stats().dropped,
+    spool: () => q.stats().spool,
   };
 }

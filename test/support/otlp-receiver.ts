@@ -116,6 +116,8 @@ export interface OtlpReceiverOptions {
   delayMs?: number;
   /** Serve TLS with this key and certificate (PEM); with `clientCa`, require client certificates it signed. */
   tls?: { key: Buffer; cert: Buffer; clientCa?: Buffer };
+  /** Listen on this port of 127.0.0.1 (a collector coming back where tcpspan already exports to); default: an ephemeral one. */
+  port?: number;
 }
 
 export interface OtlpReceiver {
@@ -507,20 +509,20 @@ function decoderFor<W>(serviceName: string, keep: (wire: W) => void): Decoder {
   };
 }
 
-function bind(server: grpc.Server, tls: OtlpReceiverOptions['tls']): Promise<number> {
+function bind(server: grpc.Server, tls: OtlpReceiverOptions['tls'], port = 0): Promise<number> {
   const creds = tls
     ? grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.clientCa !== undefined)
     : grpc.ServerCredentials.createInsecure();
   return new Promise((resolve, reject) => {
-    server.bindAsync('127.0.0.1:0', creds,
+    server.bindAsync(`127.0.0.1:${port}`, creds,
       (err, port) => (err ? reject(err) : resolve(port)));
   });
 }
 
-/** Starts a receiver on an ephemeral port of 127.0.0.1. */
+/** Starts a receiver on an ephemeral port of 127.0.0.1 (or opts.port). */
 export async function startOtlpReceiver(opts: OtlpReceiverOptions = {}): Promise<OtlpReceiver> {
   const server = new grpc.Server();
-  const port = await bind(server, opts.tls);
+  const port = await bind(server, opts.tls, opts.port);
   const r = new Receiver(server, port, opts);
   server.addService(exportMethod(TRACE_SERVICE),
     { Export: r.handler('trace', decoderFor<WireTraceRequest>(TRACE_SERVICE, (w) => r.storeSpans(flattenTrace(w)))) });
