@@ -93,7 +93,7 @@ export function createDetector(opts: DetectOptions, listen: ListenReader | undef
     }
     halfOpen = open;
     // the namespaces with listeners that saw SYNs, and tcpspan's own
-    netns = netstat.read(new Set(ports.map((p) => p.netns)), nowNs / 1e6);
+    netns = netstat.read(new Set(ports.map((p) => p.netns)), nowNs / 1e6, new Set(deltas.filter((x) => x.syns > 0).map((x) => x.p.netns)));
     const cookies = new Map([...netns].map(([ns, c]) => [ns, c.syncookiesSent]));
     return flood.update({ nowNs, ports, sources, cookiesSent: cookies }).map((f) => synFloodSpan(f, epoch));
   };

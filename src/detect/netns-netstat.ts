@@ -7,7 +7,8 @@
 // each read. A walk runs only when a namespace has no known process, for each such
 // namespace first after RESCAN_MIN_MS, then after twice as long each time it is not found,
 // up to RESCAN_MAX_MS (a namespace no process is in, kept by a bind mount, costs a walk a
-// minute); at most MAX_NAMESPACES namespaces are read. No setns(): it moves only the
+// minute; a namespace whose listeners receive SYNs is looked for again after 1 s at most);
+// at most MAX_NAMESPACES namespaces are read. No setns(): it moves only the
 // calling thread, and Node's other threads would see one namespace or the other by chance.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
@@ -20,8 +21,12 @@ export interface NetnsCounters {
 }
 
 export interface NetnsNetstat {
-  /** The counters of these namespaces (inode numbers) and of tcpspan's own, those it could read. */
-  read(netns: Iterable<number>, nowMs: number): Map<number, NetnsCounters>;
+  /**
+   * The counters of these namespaces (inode numbers) and of tcpspan's own, those it could read.
+   * `busy`: those whose listeners received SYNs just now, looked for again after RESCAN_MIN_MS
+   * at most, whatever their backoff: a process there is likely, and its counters wanted now.
+   */
+  read(netns: Iterable<number>, nowMs: number, busy?: ReadonlySet<number>): Map<number, NetnsCounters>;
 }
 
 export const MAX_NAMESPACES = 64;
@@ -77,7 +82,7 @@ export function createNetnsNetstat(proc = '/proc'): NetnsNetstat {
   };
 
   return {
-    read(netns, nowMs) {
+    read(netns, nowMs, busy) {
       const known: number[] = own !== undefined ? [own] : [];
       const missing = new Set<number>();
       for (const ns of netns) {
@@ -92,7 +97,10 @@ export function createNetnsNetstat(proc = '/proc'): NetnsNetstat {
           missing.add(ns);
         }
       }
-      const due = [...missing].filter((ns) => (retry.get(ns)?.at ?? 0) <= nowMs);
+      const due = [...missing].filter((ns) => {
+        const r = retry.get(ns);
+        return r === undefined || r.at <= nowMs || (busy?.has(ns) === true && r.at - r.wait + RESCAN_MIN_MS <= nowMs);
+      });
       if (due.length > 0) {
         rescan(new Set(due));
         for (const ns of due) {
