@@ -22,6 +22,8 @@
  *                                sock:sock_send_length and tcp:tcp_rcv_space_adjust run on every
  *                                send or receive
  *   cgroup_skb/egress, /ingress  the head of a segment's payload (opt-in: inspect.*; not even loaded otherwise)
+ *   cgroup_skb/ingress           segments that reach a listener: SYNs counted per listening port in a map
+ *                                (no record), an RST ending a handshake in progress as a record (detect.*)
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -48,6 +50,9 @@ const struct tcpspan_event *unused_event __attribute__((unused));
 const struct tcpspan_conn *unused_conn __attribute__((unused));
 const struct tcpspan_counters *unused_counters __attribute__((unused));
 const struct tcpspan_payload *unused_payload __attribute__((unused));
+const struct tcpspan_listen_key *unused_listen_key __attribute__((unused));
+const struct tcpspan_listen_stats *unused_listen_stats __attribute__((unused));
+const struct tcpspan_syn_source_key *unused_syn_source_key __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -109,6 +114,34 @@ struct {
 	__type(key, __u32);
 	__type(value, struct tcpspan_counters);
 } counters SEC(".maps");
+
+/*
+ * SYN accounting (detect.*): what happened at each listening port, summarised here and
+ * read by user space every detect.intervalMs, so a flood of SYNs costs map updates, not a
+ * ring record per SYN. LRU: a port that stopped receiving SYNs makes room for a new one.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct tcpspan_listen_key);
+	__type(value, struct tcpspan_listen_stats);
+} listen_ports SEC(".maps");
+
+/* SYNs per source of a listener whose SYN queue is at least half full: a flood's top sources. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct tcpspan_syn_source_key);
+	__type(value, __u64);
+} syn_sources SEC(".maps");
+
+/* The read epoch, bumped by user space at each read: qlen_peak restarts with it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} detect_epoch SEC(".maps");
 
 static __always_inline void count(__u32 which)
 {
@@ -571,6 +604,48 @@ static __always_inline void tuple_event(__u8 kind, const struct tuple *t, __u32 
 	submit_event(e);
 }
 
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+
+/* A listening port's entry, made on first use (NULL only if the LRU map refused it). */
+static __always_inline struct tcpspan_listen_stats *listen_stats(__u32 netns, __u16 lport)
+{
+	struct tcpspan_listen_key k = { .netns = netns, .lport = lport };
+	struct tcpspan_listen_stats *st = bpf_map_lookup_elem(&listen_ports, &k);
+	struct tcpspan_listen_stats zero = {};
+
+	if (st)
+		return st;
+	bpf_map_update_elem(&listen_ports, &k, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&listen_ports, &k);
+}
+
+/*
+ * The listener's queues as of now: half-open connections (request sockets, qlen) and the
+ * backlog both queues are limited by. The peak restarts when user space bumps the epoch.
+ * Plain stores: two CPUs racing here leave one of two equally fresh readings.
+ */
+static __always_inline __u32 listen_seen(struct tcpspan_listen_stats *st, const struct tcp_sock *tp, __u32 leaving)
+{
+	__u32 qlen = tp->inet_conn.icsk_accept_queue.qlen.counter;
+	__u32 zero = 0, *epoch = bpf_map_lookup_elem(&detect_epoch, &zero);
+	__u32 e = epoch ? *epoch : 0;
+
+	qlen = qlen > leaving ? qlen - leaving : 0;
+	st->qlen = qlen;
+	st->backlog = tp->inet_conn.icsk_inet.sk.sk_max_ack_backlog;
+	st->seen_ns = bpf_ktime_get_ns();
+	if (st->epoch != e) {
+		st->epoch = e;
+		st->qlen_peak = qlen;
+	} else if (qlen > st->qlen_peak) {
+		st->qlen_peak = qlen;
+	}
+	return qlen;
+}
+
 static __always_inline __u8 life_of(const struct tcpspan_conn *c)
 {
 	if (!c->n_trans)
@@ -699,11 +774,22 @@ int BPF_PROG(handle_retransmit_noerr, const struct sock *sk, const struct sk_buf
 SEC("tp_btf/tcp_retransmit_synack")
 int BPF_PROG(handle_retransmit_synack, const struct sock *sk, const struct request_sock *req)
 {
+	struct tcpspan_listen_stats *st;
+	struct tcp_sock *tp;
 	struct tuple t = {};
+	__u32 netns = netns_of(&sk->__sk_common);
 
 	tuple_of(&req->__req_common, &t);
-	tuple_event(TCPSPAN_EV_SYNACK_RETRANSMIT, &t, netns_of(&sk->__sk_common), TCP_SYN_RECV,
-		    0x12 /* SYN|ACK */);
+	tuple_event(TCPSPAN_EV_SYNACK_RETRANSMIT, &t, netns, TCP_SYN_RECV, TCP_FLAG_SYN | TCP_FLAG_ACK);
+	/* sk is the listener: its queue, fresh while requests wait */
+	if (!tcpspan_filter.detect || !wanted(&t, netns))
+		return 0;
+	tp = bpf_skc_to_tcp_sock((void *)sk);
+	st = tp ? listen_stats(netns, t.lport) : NULL;
+	if (!st)
+		return 0;
+	listen_seen(st, tp, 0);
+	__sync_fetch_and_add(&st->synack_retrans, 1);
 	return 0;
 }
 
@@ -765,6 +851,7 @@ static __always_inline int reset_without_socket(const struct sk_buff *skb)
 	__u16 proto = bpf_ntohs(skb->protocol);
 	struct tuple t = {};
 	__u16 ports[2];
+	__u8 flags = 0;
 
 	if (proto == ETH_P_IP) {
 		t.family = AF_INET;
@@ -781,7 +868,9 @@ static __always_inline int reset_without_socket(const struct sk_buff *skb)
 	bpf_probe_read_kernel(ports, sizeof(ports), head + th_off);
 	t.rport = bpf_ntohs(ports[0]);
 	t.lport = bpf_ntohs(ports[1]);
-	tuple_event(TCPSPAN_EV_RESET_SENT, &t, skb->dev->nd_net.net->ns.inum, TCP_CLOSE, 0);
+	/* what it answered: a SYN here is a connection refused by a closed port */
+	bpf_probe_read_kernel(&flags, 1, head + th_off + 13);
+	tuple_event(TCPSPAN_EV_RESET_SENT, &t, skb->dev->nd_net.net->ns.inum, TCP_CLOSE, flags);
 	return 0;
 }
 
@@ -1106,4 +1195,107 @@ SEC("cgroup_skb/ingress")
 int handle_ingress(struct __sk_buff *skb)
 {
 	return inspect_skb(skb, TCPSPAN_DIR_INGRESS);
+}
+
+/*
+ * SYN accounting (detect.*): every segment a local socket receives passes here, and leaves at
+ * once unless its socket is a listener (a SYN, the ACK completing a handshake, or an RST). For
+ * a SYN, the listener's entry counts it and notes the queues it found, before the kernel
+ * decides to queue, cookie or drop it (tcp_filter runs first), so dropped SYNs are counted too;
+ * no record is sent. An RST reaching a listener ends a handshake in progress (a SYN scan's
+ * answer to the SYN-ACK) or finds none: one record, for the scan detector. Observes only:
+ * always returns 1 (pass).
+ */
+SEC("cgroup_skb/ingress")
+int handle_listen_ingress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	struct bpf_sock *bsk = skb->sk;
+	struct tcpspan_listen_stats *st;
+	struct tcpspan_syn_source_key sk = {};
+	struct tcp_sock *tp;
+	struct tcphdr *th;
+	struct tuple t = {};
+	__u32 ip_len, netns, qlen, backlog;
+	__u64 one = 1, *n;
+	__u8 flags;
+
+	if (!bsk || bsk->state != BPF_TCP_LISTEN)
+		return 1;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data;
+
+		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP)
+			return 1;
+		ip_len = ip->ihl * 4;
+		t.family = AF_INET;
+		__builtin_memcpy(t.raddr, &ip->saddr, 4);
+		__builtin_memcpy(t.laddr, &ip->daddr, 4);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
+			return 1;
+		ip_len = sizeof(*ip6);
+		t.family = AF_INET6;
+		__builtin_memcpy(t.raddr, &ip6->saddr, 16);
+		__builtin_memcpy(t.laddr, &ip6->daddr, 16);
+	} else {
+		return 1;
+	}
+	ip_len &= 0x7f; /* for the verifier: at most 60 (IPv4) or 40 (IPv6) */
+	th = data + ip_len;
+	if ((void *)(th + 1) > data_end)
+		return 1;
+	t.rport = bpf_ntohs(th->source);
+	t.lport = bpf_ntohs(th->dest);
+	flags = ((__u8 *)th)[13];
+	tp = bpf_skc_to_tcp_sock(bsk);
+	if (!tp)
+		return 1;
+	netns = tp->inet_conn.icsk_inet.sk.__sk_common.skc_net.net->ns.inum;
+	if (!wanted(&t, netns))
+		return 1;
+
+	if (flags & TCP_FLAG_RST) {
+		tuple_event(TCPSPAN_EV_HALF_OPEN_RESET, &t, netns, TCP_SYN_RECV, flags);
+		return 1;
+	}
+	if ((flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN) {
+		/*
+		 * The ACK completing a handshake: refresh the queue of a port already counted, without
+		 * the request this ACK is about to turn into a connection (a SYN cookie's ACK has none:
+		 * then one too few, under a flood).
+		 */
+		struct tcpspan_listen_key k = { .netns = netns, .lport = t.lport };
+
+		st = bpf_map_lookup_elem(&listen_ports, &k);
+		if (st)
+			listen_seen(st, tp, 1);
+		return 1;
+	}
+	st = listen_stats(netns, t.lport);
+	if (!st)
+		return 1;
+	qlen = listen_seen(st, tp, 0);
+	backlog = st->backlog;
+	__sync_fetch_and_add(&st->syns, 1);
+	/* as tcp_conn_request() will decide: inet_csk_reqsk_queue_is_full(), sk_acceptq_is_full() */
+	if (qlen > backlog)
+		__sync_fetch_and_add(&st->queue_full, 1);
+	if (tp->inet_conn.icsk_inet.sk.sk_ack_backlog > backlog)
+		__sync_fetch_and_add(&st->accept_full, 1);
+	/* under pressure only: who sends the SYNs */
+	if (qlen * 2 < backlog)
+		return 1;
+	__builtin_memcpy(sk.saddr, t.raddr, 16);
+	sk.netns = netns;
+	sk.lport = t.lport;
+	sk.family = t.family;
+	n = bpf_map_lookup_elem(&syn_sources, &sk);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	else
+		bpf_map_update_elem(&syn_sources, &sk, &one, BPF_NOEXIST);
+	return 1;
 }

@@ -24,6 +24,8 @@ enum tcpspan_kind {
 	TCPSPAN_EV_RESET_SENT = 6,       /* tcp:tcp_send_reset; cookie 0 when no socket sent it (closed port) */
 	TCPSPAN_EV_ERROR = 7,            /* sock:inet_sk_error_report */
 	TCPSPAN_EV_PAYLOAD = 8,          /* tcpspan_payload: the head of a segment's payload (inspect.*, cgroup_skb) */
+	TCPSPAN_EV_HALF_OPEN_RESET = 9,  /* tcpspan_event, cookie 0: an RST reached a listener, ending a handshake
+	                                    in progress (the peer never completed it; detect.*, cgroup_skb) */
 };
 
 /* Head flags (flags) */
@@ -100,7 +102,8 @@ struct tcpspan_event {
 	__s32 error;           /* ERROR: sk_err; RETRANSMIT: the transmit's result */
 	__u32 seq;             /* RETRANSMIT: first sequence number of the segment */
 	__u16 segs;            /* RETRANSMIT: segments in the retransmitted skb */
-	__u8 tcp_flags;        /* RETRANSMIT: TCP flags of the segment */
+	__u8 tcp_flags;        /* RETRANSMIT: TCP flags of the segment; RESET_SENT without a socket: of the
+	                          segment the RST answered (SYN: a SYN to a closed port) */
 	__u8 life;             /* enum tcpspan_life */
 	__u8 _pad[4];
 };
@@ -132,6 +135,38 @@ struct tcpspan_payload {
 	__u8 what;             /* TCPSPAN_P_* */
 	__u8 _pad[3];
 	__u8 data[TCPSPAN_PAYLOAD_MAX];
+};
+
+/*
+ * SYN accounting (detect.*): one entry per listening port and network namespace, kept by
+ * the kernel and read by user space every detect.intervalMs (map "listen_ports"), so a
+ * SYN flood costs no ring record per SYN.
+ */
+struct tcpspan_listen_key {
+	__u32 netns;           /* network namespace inode */
+	__u16 lport;           /* the listener's port */
+	__u16 _pad;
+};
+
+struct tcpspan_listen_stats {
+	__u64 syns;            /* SYNs that reached the listener (also those it then dropped) */
+	__u64 queue_full;      /* of those, SYNs that found its SYN queue full: answered with a SYN cookie
+	                          (net.ipv4.tcp_syncookies) or dropped */
+	__u64 accept_full;     /* of those, SYNs that found its accept queue full (dropped: ListenOverflows) */
+	__u64 synack_retrans;  /* SYN-ACKs it retransmitted (tcp:tcp_retransmit_synack) */
+	__u64 seen_ns;         /* when qlen was last read */
+	__u32 qlen;            /* half-open connections (request sockets) at the last segment or SYN-ACK retransmit */
+	__u32 qlen_peak;       /* the largest qlen seen since epoch began */
+	__u32 backlog;         /* the listen() backlog: the SYN and accept queues' limit */
+	__u32 epoch;           /* the read epoch qlen_peak belongs to (map "detect_epoch") */
+};
+
+/* SYNs per source address of a listener under pressure (SYN queue at least half full): flood evidence. */
+struct tcpspan_syn_source_key {
+	__u8 saddr[16];        /* IPv4 in the first 4 bytes */
+	__u32 netns;
+	__u16 lport;
+	__u16 family;
 };
 
 /* inspect switches (tcpspan_filter.inspect) */
@@ -166,6 +201,7 @@ struct tcpspan_filter {
 	__u32 netns;           /* 0: every network namespace */
 	__u32 syn_sockops;     /* 1: the sock_ops program records SYN arrivals (look them up) */
 	__u32 inspect;         /* TCPSPAN_INSPECT_*: what the cgroup_skb programs send (0: they are not loaded) */
+	__u32 detect;          /* 1: SYN accounting is on (handle_listen_ingress loaded, listen_ports kept) */
 };
 
 #endif /* __TCPSPAN_H */

@@ -100,8 +100,8 @@ describe('decodeEvent', () => {
 
   it('should size records by kind, and know no size for an unknown kind', () => {
     // a payload record is variable: its head at least
-    assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(recordSize),
-      [0, CONN_LAYOUT.size, CONN_LAYOUT.size, ...Array(5).fill(EVENT_LAYOUT.size), PAYLOAD_LAYOUT.fields.data.offset, 0]);
+    assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map(recordSize),
+      [0, CONN_LAYOUT.size, CONN_LAYOUT.size, ...Array(5).fill(EVENT_LAYOUT.size), PAYLOAD_LAYOUT.fields.data.offset, EVENT_LAYOUT.size, 0]);
   });
 
   it('should leave comm empty when the pid was not taken in process context', () => {

@@ -64,6 +64,16 @@ const TCPSPAN_METRICS: MetricDoc[] = [
   { name: 'tcpspan.spans.replayed', unit: '{span}', type: 'counter', attributes: [] },
   { name: 'tcpspan.spool.spans', unit: '{span}', type: 'updowncounter', attributes: [] },
   { name: 'tcpspan.spool.usage', unit: 'By', type: 'updowncounter', attributes: [] },
+  { name: 'tcp.syn.received', unit: '{syn}', type: 'counter', attributes: ['network.local.port'] },
+  { name: 'tcp.syn.half_open', unit: '{connection}', type: 'gauge', attributes: ['network.local.port'] },
+  { name: 'tcp.syn.queue_full', unit: '{syn}', type: 'counter', attributes: ['network.local.port'] },
+  { name: 'tcp.syn.synack_retransmits', unit: '{segment}', type: 'counter', attributes: ['network.local.port'] },
+  { name: 'tcp.syn.refused', unit: '{syn}', type: 'counter', attributes: [] },
+  { name: 'tcp.syn.cookies.sent', unit: '{syn}', type: 'counter', attributes: ['tcpspan.netns'] },
+  { name: 'tcp.listen.overflows', unit: '{syn}', type: 'counter', attributes: ['tcpspan.netns'] },
+  { name: 'tcp.listen.drops', unit: '{syn}', type: 'counter', attributes: ['tcpspan.netns'] },
+  { name: 'tcpspan.detections', unit: '{detection}', type: 'counter', attributes: ['tcpspan.detection.kind'] },
+  { name: 'tcpspan.detect.peers.evicted', unit: '{peer}', type: 'counter', attributes: [] },
 ];
 
 /**
@@ -91,6 +101,16 @@ const PROMETHEUS_FAMILIES: Record<string, string> = {
   'tcpspan.spans.replayed': 'tcpspan_spans_replayed_total',
   'tcpspan.spool.spans': 'tcpspan_spool_spans',
   'tcpspan.spool.usage': 'tcpspan_spool_usage_bytes',
+  'tcp.syn.received': 'tcp_syn_received_total',
+  'tcp.syn.half_open': 'tcp_syn_half_open',
+  'tcp.syn.queue_full': 'tcp_syn_queue_full_total',
+  'tcp.syn.synack_retransmits': 'tcp_syn_synack_retransmits_total',
+  'tcp.syn.refused': 'tcp_syn_refused_total',
+  'tcp.syn.cookies.sent': 'tcp_syn_cookies_sent_total',
+  'tcp.listen.overflows': 'tcp_listen_overflows_total',
+  'tcp.listen.drops': 'tcp_listen_drops_total',
+  'tcpspan.detections': 'tcpspan_detections_total',
+  'tcpspan.detect.peers.evicted': 'tcpspan_detect_peers_evicted_total',
 };
 
 // ---------------------------------------------------------------- OTel -> Prometheus names

@@ -81,7 +81,7 @@ export const NO_INSPECT: InspectSpec = { traceparent: false, protocols: false };
  * struct tcpspan_filter, ready for the read-only data of the BPF object. `synSockops`:
  * the sock_ops program records SYN arrivals, so the kernel looks them up.
  */
-export function encodeFilter(spec: FilterSpec, synSockops: boolean, inspect: InspectSpec = NO_INSPECT): Buffer {
+export function encodeFilter(spec: FilterSpec, synSockops: boolean, inspect: InspectSpec = NO_INSPECT, detect = false): Buffer {
   const buf = Buffer.alloc(FILTER_LAYOUT.size);
   const F = FILTER_LAYOUT.fields, C = CIDR_LAYOUT.fields;
   spec.cidrs.forEach((c, i) => {
@@ -96,5 +96,6 @@ export function encodeFilter(spec: FilterSpec, synSockops: boolean, inspect: Ins
   buf.writeUInt32LE(spec.netns, F.netns.offset);
   buf.writeUInt32LE(synSockops ? 1 : 0, F.syn_sockops.offset);
   buf.writeUInt32LE((inspect.traceparent ? InspectBits.Traceparent : 0) | (inspect.protocols ? InspectBits.Protocols : 0), F.inspect.offset);
+  buf.writeUInt32LE(detect ? 1 : 0, F.detect.offset);
   return buf;
 }

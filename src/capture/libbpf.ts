@@ -44,6 +44,9 @@ const api = {
     'int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
   mapGetNextKey: fn<(fd: number, key: Buffer | null, next: Buffer) => number>(
     'int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
+  mapUpdateElem: fn<(fd: number, key: Buffer, value: Buffer, flags: number) => number>(
+    'int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+  mapDeleteElem: fn<(fd: number, key: Buffer) => number>('int bpf_map_delete_elem(int fd, const void *key)'),
   numPossibleCpus: fn<() => number>('int libbpf_num_possible_cpus()'),
   probeMapType: fn<(type: number, opts: null) => number>('int libbpf_probe_bpf_map_type(int type, const void *opts)'),
   probeProgType: fn<(type: number, opts: null) => number>('int libbpf_probe_bpf_prog_type(int type, const void *opts)'),
@@ -74,6 +77,8 @@ export const libbpf = {
   linkDestroy: (link: Ptr) => api.linkDestroy()(link),
   mapLookupElem: (fd: number, key: Buffer, value: Buffer) => api.mapLookupElem()(fd, key, value),
   mapGetNextKey: (fd: number, key: Buffer | null, next: Buffer) => api.mapGetNextKey()(fd, key, next),
+  mapUpdateElem: (fd: number, key: Buffer, value: Buffer) => api.mapUpdateElem()(fd, key, value, 0),
+  mapDeleteElem: (fd: number, key: Buffer) => api.mapDeleteElem()(fd, key),
   numPossibleCpus: () => api.numPossibleCpus()(),
   probeMapType: (type: number) => api.probeMapType()(type, null),
   probeProgType: (type: number) => api.probeProgType()(type, null),

@@ -11,6 +11,7 @@ import { structLayout, tracepointArgCount, withVmlinuxBtf } from './btf.js';
 import { openRingBuffer, type RingBuffer } from './ring-buffer.js';
 import { encodeFilter, NO_INSPECT, type FilterSpec, type InspectSpec } from './filter.js';
 import { DEFAULT_MAX_SOCKETS } from './lives-map.js';
+import { createListenReader, type ListenReader } from './listen-stats.js';
 import { ERRNO, errno, strerror } from './libc.js';
 import { compareLayout, COUNTERS_LAYOUT, WIRE_STRUCTS } from '../decode/wire-layout.js';
 
@@ -43,6 +44,11 @@ export interface CaptureOptions {
    * the cgroup v2 root. Both off (the default): those programs are not even loaded.
    */
   inspect?: InspectSpec;
+  /**
+   * SYN accounting (detect.enabled): the cgroup_skb ingress program that counts SYNs per
+   * listening port, and the listen_ports map the SYN-ACK retransmit program also fills.
+   */
+  detect?: boolean;
   warn?: (message: string) => void;
 }
 
@@ -74,6 +80,8 @@ export interface Capture {
    * open. undefined when the walk could not finish (or the capture is closed): no answer.
    */
   openLifeCookies(): Set<number> | undefined;
+  /** The kernel's SYN accounting (detect on and its program attached); undefined otherwise. */
+  readonly listen?: ListenReader;
   /** Detaches every program: no new records after this. Idempotent. */
   detach(): void;
   /** Detaches, unmaps the ring and frees the object. Idempotent. */
@@ -95,6 +103,8 @@ interface ProgramSpec {
   classic?: { lost: string };
   /** a payload program: loaded only with an inspect option on */
   inspect?: boolean;
+  /** SYN accounting: loaded only with detect on */
+  detect?: boolean;
 }
 
 /** What is lost without the accept programs: said once when either cannot attach. */
@@ -118,6 +128,7 @@ const PROGRAMS: readonly ProgramSpec[] = [
   { name: 'handle_accept', hook: 'syscalls:sys_exit_accept', classic: { lost: ACCEPT_LOST } },
   { name: 'handle_egress', hook: 'cgroup_skb/egress (inspect: payload sent)', cgroup: true, inspect: true },
   { name: 'handle_ingress', hook: 'cgroup_skb/ingress (inspect: payload received)', cgroup: true, inspect: true },
+  { name: 'handle_listen_ingress', hook: 'cgroup_skb/ingress (detect: SYNs per listening port)', cgroup: true, detect: true },
 ];
 
 /** Why bpf() was refused although the capabilities were checked: a policy, not a capability. */
@@ -165,7 +176,9 @@ export function openCapture(opts: CaptureOptions): Capture {
     const statuses = [...attachAll(programs, links, cgroupFd, opts), ...left];
     if (cgroupFd !== undefined) closeSync(cgroupFd);
     ring = mapRing(obj, opts.ringBytes);
-    return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'), mapFd(obj, 'lives'), livesLayout(obj, objectPath));
+    const listen = statuses.some((s) => s.program === 'handle_listen_ingress' && s.attached)
+      ? createListenReader(mapFd(obj, 'listen_ports'), mapFd(obj, 'syn_sources'), mapFd(obj, 'detect_epoch')) : undefined;
+    return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'), mapFd(obj, 'lives'), livesLayout(obj, objectPath), listen);
   } catch (err) {
     for (const link of links) libbpf.linkDestroy(link);
     ring?.close();
@@ -225,6 +238,9 @@ function configure(obj: Ptr, opts: CaptureOptions): { planned: PlannedProgram[];
       enabled = inspecting;
       // reported, so `doctor` and tests can see that no payload program was loaded
       if (!enabled) left.push({ program: spec.name, hook: spec.hook, loaded: false, attached: false, note: 'not loaded: inspect.traceparent and inspect.protocols are off' });
+    } else if (spec.detect) {
+      enabled = opts.detect === true;
+      if (!enabled) left.push({ program: spec.name, hook: spec.hook, loaded: false, attached: false, note: 'not loaded: detect.enabled is off' });
     } else if (spec.cgroup && !opts.synTiming) {
       enabled = false;
     }
@@ -233,7 +249,7 @@ function configure(obj: Ptr, opts: CaptureOptions): { planned: PlannedProgram[];
   }
 
   const rodata = mustFindMap(obj, '.rodata');
-  const filter = encodeFilter(opts.filter, opts.synTiming, inspect);
+  const filter = encodeFilter(opts.filter, opts.synTiming, inspect, opts.detect === true);
   if (libbpf.mapValueSize(rodata) !== filter.length) {
     throw new CaptureError('configure', `the BPF object's read-only data is ${libbpf.mapValueSize(rodata)} bytes, ` +
       `the filter ${filter.length}: only the filter may live in .rodata; rebuild with scripts/setup`);
@@ -258,7 +274,8 @@ function loadObject(obj: Ptr): void {
 /** What goes without the cgroup programs, for the warning. */
 function cgroupLoss(opts: CaptureOptions): string {
   const inspect = inspectNames(opts.inspect ?? NO_INSPECT);
-  const losses = [opts.synTiming && 'server spans start when the SYN-ACK was sent (a few µs after the SYN)', inspect && `${inspect} are off`];
+  const losses = [opts.synTiming && 'server spans start when the SYN-ACK was sent (a few µs after the SYN)', inspect && `${inspect} are off`,
+    opts.detect && 'SYN accounting and SYN flood detection are off'];
   return losses.filter(Boolean).join('; ');
 }
 
@@ -316,6 +333,8 @@ function attachAll(planned: PlannedProgram[], links: Ptr[], cgroupFd: number | u
         const failed = classicFailed.get(spec.classic.lost) ?? [];
         failed.push(`${spec.hook} (${strerror(err)}; ${fix})`);
         classicFailed.set(spec.classic.lost, failed);
+      } else if (spec.detect) {
+        warn?.(`cannot attach ${spec.hook}: ${strerror(err)}; SYN accounting and SYN flood detection are off (port scans are still detected)`);
       } else if (spec.inspect) {
         // one line for both payload programs: what is off, and why
         if (!inspectWarned) warn?.(`cannot attach the payload programs (cgroup_skb): ${strerror(err)}; ${inspectNames(opts.inspect ?? NO_INSPECT)} are off`);
@@ -376,12 +395,16 @@ class LoadedCapture implements Capture {
 
   constructor(private readonly _obj: Ptr, private readonly _links: Ptr[], readonly ring: RingBuffer,
               readonly programs: readonly ProgramStatus[], private readonly _countersFd: number,
-              private readonly _livesFd: number, private readonly _lives: LivesLayout) {
+              private readonly _livesFd: number, private readonly _lives: LivesLayout, private readonly _listen: ListenReader | undefined) {
     this._cpus = libbpf.numPossibleCpus();
     this._values = Buffer.alloc(this._cpus * COUNTERS_LAYOUT.size);
   }
 
   private _final: Counters | undefined;
+
+  get listen(): ListenReader | undefined {
+    return this._closed ? undefined : this._listen;
+  }
 
   readCounters(): Counters {
     if (this._final) return this._final;

@@ -110,7 +110,8 @@ function checkCgroup(): CheckResult {
 function checkAttach(): CheckResult[] {
   try {
     const warnings: string[] = [];
-    const capture = openCapture({ filter: NO_FILTER, ringBytes: 1 << 16, synTiming: true, warn: (m) => warnings.push(m) });
+    // detect on, as by default: the SYN accounting program must attach too
+    const capture = openCapture({ filter: NO_FILTER, ringBytes: 1 << 16, synTiming: true, detect: true, warn: (m) => warnings.push(m) });
     // the payload programs are opt-in: with inspect.* off (as here) they are not loaded, which is no fault
     const results = capture.programs.map((p): CheckResult => ({
       check: p.hook, status: p.attached || !p.loaded ? 'ok' : 'warn',

@@ -12,6 +12,9 @@ import { createSampler } from '../pipeline/sampler.js';
 import type { SpanSink } from '../pipeline/bridge.js';
 import { createTelemetry } from '../export/telemetry.js';
 import { observeHealth } from '../export/bridge-metrics.js';
+import { observeDetect } from '../export/detect-metrics.js';
+import { createDetector } from '../detect/detector.js';
+import { epochOffset } from '../correlate/span-data.js';
 import { createTracesFileExporter, tracesFileProblem } from '../export/traces-file.js';
 import { createOtlpGrpcSpanExporter } from '../export/otlp-grpc-span-exporter.js';
 import { openSpanSpool, segmentBytesFor, spoolFreeBytes, SpoolError, type SpanSpool } from '../export/span-spool.js';
@@ -133,6 +136,7 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
       synTiming: cfg.capture.synTiming,
       ...(cfg.capture.cgroupPath ? { cgroupPath: cfg.capture.cgroupPath } : {}),
       inspect: { traceparent: cfg.inspect.traceparent, protocols: cfg.inspect.protocols },
+      detect: cfg.detect.enabled,
       warn: (m) => say(`warning: ${m}`),
     });
   } catch (err) {
@@ -141,15 +145,19 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
     throw err;
   }
   const services = processServices(cfg);
+  const clock = createClock();
+  const detector = cfg.detect.enabled ? createDetector(cfg.detect, capture.listen, epochOffset(clock.toEpochNs)) : undefined;
   // ratio 1: no sampler, every end becomes a span (and carries no tracestate)
   const sampler = cfg.sampling.ratio < 1 ? createSampler(cfg.sampling) : undefined;
   const bridge = createBridge({
-    capture, clock: createClock(), correlator: { ...cfg.correlator, maxLinksPerSpan: cfg.inspect.maxLinksPerSpan }, sinks, ...(services && { services }),
+    capture, clock, correlator: { ...cfg.correlator, maxLinksPerSpan: cfg.inspect.maxLinksPerSpan }, sinks, ...(services && { services }),
     ...(cfg.attribution.cgroups && { attributor: createCgroupAttributor() }),
     ...(sampler && { sampler }),
+    ...(detector && { detector }),
     onRecord: (r) => telemetry.connections.record(r),
   });
   observeHealth(telemetry.meter, bridge.health);
+  if (detector !== undefined) observeDetect(telemetry.meter, detector.sources);
   const stopped = new Promise<void>((resolve) => onShutdownSignal(resolve));
   bridge.start();
   setPhase('running');

@@ -46,6 +46,13 @@ export interface TcpspanConfig {
   readonly service: { readonly name: string };
   readonly health: { readonly listen: string };
   readonly inspect: { readonly traceparent: boolean; readonly protocols: boolean; readonly maxLinksPerSpan: number };
+  readonly detect: {
+    readonly enabled: boolean;
+    readonly intervalMs: number;
+    readonly topPorts: number;
+    readonly scan: { readonly ports: number; readonly windowMs: number; readonly maxPeers: number };
+    readonly flood: { readonly halfOpen: number; readonly queueFullPerSecond: number; readonly windowMs: number };
+  };
 }
 
 export type TracesExporter = 'auto' | 'otlp' | 'console' | 'none';
@@ -287,6 +294,24 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
       format: 'tcpspan-boolean', default: false, env: 'TCPSPAN_INSPECT_PROTOCOLS',
     },
     maxLinksPerSpan: int('Span links kept per connection end (inspect.traceparent); the rest are counted in the span\'s dropped-links count.', 32, { min: 0, max: 4096 }),
+  },
+  detect: {
+    enabled: {
+      doc: 'SYN accounting (SYNs, half-open connections, SYN-ACK retransmits per listening port; refused SYNs; SYN cookie and listen-queue counters per network namespace), SYN flood and port scan detection. A cgroup_skb ingress program (needs a cgroup v2 hierarchy and CAP_NET_ADMIN) sees each segment a local socket receives and counts the SYNs that reach listeners in a map; false: it is not loaded.',
+      format: 'tcpspan-boolean', default: true, env: 'TCPSPAN_DETECT',
+    },
+    intervalMs: int('Milliseconds between two reads of the kernel\'s SYN counts (and of each namespace\'s /proc/PID/net/netstat): the flood detector\'s step.', 1000, { min: 100, max: 60000 }),
+    topPorts: int('Listening ports with SYN metrics of their own (the busiest, a slot given up after 10 minutes without a SYN); the rest are counted as network.local.port=other.', 10, { min: 0, max: 1000 }, 'TCPSPAN_DETECT_TOP_PORTS'),
+    scan: {
+      ports: int('A peer address whose SYNs are refused by, or never complete a handshake with, more than this many distinct local ports within detect.scan.windowMs is a port scan (one tcp.port_scan span per peer and window).', 20, { min: 1, max: 65535 }, 'TCPSPAN_SCAN_PORTS'),
+      windowMs: int('The port scan window, from a peer\'s first refused or unanswered handshake; its span is sent when the window closes.', 10000, { min: 100, max: 3600000 }, 'TCPSPAN_SCAN_WINDOW_MS'),
+      maxPeers: int('Peer addresses the scan detector tracks at once (about 200 bytes each, 8 KiB past 64 ports); at the bound the oldest window is evicted (counted in tcpspan.detect.peers.evicted).', 4096, { min: 16, max: 1 << 20 }),
+    },
+    flood: {
+      halfOpen: int('A listener with at least this many half-open connections (SYN_RECV) in an interval is under SYN pressure.', 256, { min: 1 }, 'TCPSPAN_FLOOD_HALF_OPEN'),
+      queueFullPerSecond: int('A listener receiving at least this many SYNs per second that find its SYN queue full (answered with a SYN cookie, or dropped) is under SYN pressure.', 50, { min: 1 }, 'TCPSPAN_FLOOD_QUEUE_FULL_PER_SECOND'),
+      windowMs: int('SYN pressure on a listener for this long without a break is a SYN flood, which ends after as long without pressure (one tcp.syn_flood span per episode).', 5000, { min: 100, max: 3600000 }, 'TCPSPAN_FLOOD_WINDOW_MS'),
+    },
   },
 };
 

@@ -147,6 +147,7 @@ class CorrelatorImpl implements Correlator {
       else if (e.kind === EventKind.SynAckRetransmit) this._dropped.synack_overflow += this._pending.add(e);
       else if (e.kind >= EventKind.Retransmit && e.kind <= EventKind.Error) this._onRare(e);
       else if (e.kind === EventKind.Payload) this._onPayload(e);
+      else if (e.kind === EventKind.HalfOpenReset) return; // no connection end: the detectors' (src/detect/)
       else this._dropped.unknown_kind++;
     } catch {
       this._dropped.internal_error++;

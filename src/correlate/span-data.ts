@@ -86,7 +86,8 @@ export interface SpanEventData {
 }
 
 export interface SpanData {
-  name: typeof SPAN_NAME;
+  /** `tcp.connection`; detections (src/detect/) have their own names */
+  name: string;
   kind: 'client' | 'server' | 'internal';
   traceId: string;
   spanId: string;

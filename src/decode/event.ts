@@ -21,6 +21,8 @@ export const EventKind = {
   Error: 7,
   /** the head of a segment's payload (inspect.*): its bytes are read while the record is handled, never kept */
   Payload: 8,
+  /** cookie 0: an RST reached a listener, ending a handshake in progress (detect.*; for the scan detector) */
+  HalfOpenReset: 9,
 } as const;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
 
@@ -34,6 +36,7 @@ export const RECORD_KIND_NAMES: Record<number, string> = {
   6: 'reset_sent',
   7: 'error',
   8: 'payload',
+  9: 'half_open_reset',
 };
 
 /** Linux TCP states (include/net/tcp_states.h). */
@@ -203,7 +206,7 @@ export const PAYLOAD_HEAD_SIZE = bData;
 export function recordSize(kind: number): number {
   if (isConnRecord(kind)) return CONN_SIZE;
   if (kind === EventKind.Payload) return PAYLOAD_HEAD_SIZE;
-  return kind >= EventKind.Retransmit && kind <= EventKind.Error ? EVENT_SIZE : 0;
+  return (kind >= EventKind.Retransmit && kind <= EventKind.Error) || kind === EventKind.HalfOpenReset ? EVENT_SIZE : 0;
 }
 
 /**

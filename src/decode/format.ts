@@ -82,6 +82,8 @@ export function eventToJson(e: KernelEvent, clock: Clock): Record<string, unknow
     if (e.error) out['error'] = e.error;
     if (e.kind === EventKind.Retransmit || e.kind === EventKind.SynAckRetransmit) {
       out['retransmit'] = { seq: e.seq, segs: e.segs, tcp_flags: e.tcpFlags };
+    } else if (e.kind === EventKind.HalfOpenReset || (e.kind === EventKind.ResetSent && e.cookie === 0)) {
+      out['tcp_flags'] = e.tcpFlags; // of the RST, or of the segment the RST answered (a SYN: refused)
     }
     return out;
   }

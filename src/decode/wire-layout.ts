@@ -121,7 +121,7 @@ export const CIDR_LAYOUT = {
 } as const satisfies LayoutSpec<string>;
 
 export const FILTER_LAYOUT = {
-  size: 436,
+  size: 440,
   fields: {
     cidrs: f(0, 16 * 24),
     ports: f(384, 32),
@@ -130,7 +130,36 @@ export const FILTER_LAYOUT = {
     netns: f(424, 4),
     syn_sockops: f(428, 4),
     inspect: f(432, 4),
+    detect: f(436, 4),
   },
+} as const satisfies LayoutSpec<string>;
+
+/** struct tcpspan_listen_key: a listening port in a network namespace (map listen_ports). */
+export const LISTEN_KEY_LAYOUT = {
+  size: 8,
+  fields: { netns: f(0, 4), lport: f(4, 2) },
+} as const satisfies LayoutSpec<string>;
+
+/** struct tcpspan_listen_stats: what happened at that port (SYN accounting, detect.*). */
+export const LISTEN_STATS_LAYOUT = {
+  size: 56,
+  fields: {
+    syns: f(0, 8),
+    queue_full: f(8, 8),
+    accept_full: f(16, 8),
+    synack_retrans: f(24, 8),
+    seen_ns: f(32, 8),
+    qlen: f(40, 4),
+    qlen_peak: f(44, 4),
+    backlog: f(48, 4),
+    epoch: f(52, 4),
+  },
+} as const satisfies LayoutSpec<string>;
+
+/** struct tcpspan_syn_source_key: SYNs of one source to a listener under pressure (map syn_sources, value u64). */
+export const SYN_SOURCE_KEY_LAYOUT = {
+  size: 24,
+  fields: { saddr: f(0, 16), netns: f(16, 4), lport: f(20, 2), family: f(22, 2) },
 } as const satisfies LayoutSpec<string>;
 
 export const MAX_PORTS = 16;
@@ -144,6 +173,9 @@ export const WIRE_STRUCTS: Record<string, LayoutSpec<string>> = {
   tcpspan_counters: COUNTERS_LAYOUT,
   tcpspan_cidr: CIDR_LAYOUT,
   tcpspan_filter: FILTER_LAYOUT,
+  tcpspan_listen_key: LISTEN_KEY_LAYOUT,
+  tcpspan_listen_stats: LISTEN_STATS_LAYOUT,
+  tcpspan_syn_source_key: SYN_SOURCE_KEY_LAYOUT,
 };
 
 /** Differences between the decoder's table and the compiled object's layout; empty when they agree. */

@@ -1,7 +1,7 @@
 // The console output of `tcpspan run` with no OTLP endpoint: one line per finished
 // connection end, in the spirit of bcc's tcplife.
 import type { ConnectionRecord } from '../correlate/connection-record.js';
-import type { SpanOwner } from '../correlate/span-data.js';
+import type { SpanData, SpanOwner } from '../correlate/span-data.js';
 
 export const CONSOLE_HEADER =
   'TIME          KIND   PID     COMM            LOCAL -> PEER                                  DUR_MS  HS_MS   RTT_US RETR     TX_B     RX_B CLOSE';
@@ -50,4 +50,16 @@ export function formatConsoleLine(rec: ConnectionRecord, endEpochMs: number, own
     ...(serviceName === undefined ? [] : [`service=${/^[\x21-\x7e]+$/.test(serviceName) ? serviceName : JSON.stringify(serviceName)}`]),
     ...(containerId === undefined ? [] : [`container=${containerId.slice(0, CONTAINER_ID_CHARS)}`]),
   ].join(' ');
+}
+
+/**
+ * One line for a detection (tcp.port_scan, tcp.syn_flood): its end time, `detect`, its name,
+ * then its evidence as key=value (attribute names without the span name's prefix).
+ */
+export function formatDetectionLine(span: SpanData): string {
+  const prefix = `${span.name}.`;
+  const evidence = Object.entries(span.attributes)
+    .map(([k, v]) => `${k.startsWith(prefix) ? k.slice(prefix.length) : k}=${typeof v === 'string' && /\s/.test(v) ? JSON.stringify(v) : v}`);
+  const dur = ((span.endTime[0] - span.startTime[0]) + (span.endTime[1] - span.startTime[1]) / 1e9).toFixed(1);
+  return [clock(span.endTime[0] * 1000 + Math.floor(span.endTime[1] / 1e6)), 'detect', span.name, `duration_s=${dur}`, ...evidence].join(' ');
 }

@@ -1,7 +1,7 @@
 // Every metric tcpspan exports: one table that the instruments, the connection-metrics
 // producer, the README and the dashboard's test all read.
 
-export type MetricType = 'histogram' | 'counter' | 'updowncounter';
+export type MetricType = 'histogram' | 'counter' | 'updowncounter' | 'gauge';
 
 export interface MetricSpec {
   readonly name: string;
@@ -39,6 +39,17 @@ export const METRICS: readonly MetricSpec[] = [
   { name: 'tcpspan.spans.replayed', type: 'counter', unit: '{span}', description: 'Spans an earlier run left in the export spool, found at start (damaged ones included, also counted as dropped)', attributes: [] },
   { name: 'tcpspan.spool.spans', type: 'updowncounter', unit: '{span}', description: 'Spans in the export spool now, waiting for the collector', attributes: [] },
   { name: 'tcpspan.spool.usage', type: 'updowncounter', unit: 'By', description: 'Bytes the export spool\'s files take now (at most export.spoolMaxBytes)', attributes: [] },
+  // SYN accounting and detection (detect-metrics.ts; detect.enabled)
+  { name: 'tcp.syn.received', type: 'counter', unit: '{syn}', description: 'SYNs that reached a listening port (those it then dropped too), by port: the busiest detect.topPorts, the rest as other', attributes: ['network.local.port'] },
+  { name: 'tcp.syn.half_open', type: 'gauge', unit: '{connection}', description: 'Half-open connections (SYN_RECV request sockets) of listening ports now, by port', attributes: ['network.local.port'] },
+  { name: 'tcp.syn.queue_full', type: 'counter', unit: '{syn}', description: 'SYNs that found their listener\'s SYN queue full: answered with a SYN cookie, or dropped without syncookies, by port', attributes: ['network.local.port'] },
+  { name: 'tcp.syn.synack_retransmits', type: 'counter', unit: '{segment}', description: 'SYN-ACKs retransmitted by listening ports (a handshake\'s last ACK late or missing), by port', attributes: ['network.local.port'] },
+  { name: 'tcp.syn.refused', type: 'counter', unit: '{syn}', description: 'SYNs answered with RST because no socket listened on their port', attributes: [] },
+  { name: 'tcp.syn.cookies.sent', type: 'counter', unit: '{syn}', description: 'SYN cookies sent (TcpExt SyncookiesSent), by network namespace', attributes: ['tcpspan.netns'] },
+  { name: 'tcp.listen.overflows', type: 'counter', unit: '{syn}', description: 'SYNs and handshake ACKs dropped because an accept queue was full (TcpExt ListenOverflows), by network namespace', attributes: ['tcpspan.netns'] },
+  { name: 'tcp.listen.drops', type: 'counter', unit: '{syn}', description: 'SYNs and handshake ACKs a listener dropped for any reason (TcpExt ListenDrops), by network namespace', attributes: ['tcpspan.netns'] },
+  { name: 'tcpspan.detections', type: 'counter', unit: '{detection}', description: 'Detections made: tcp.syn_flood episodes and tcp.port_scan peers and windows, by kind', attributes: ['tcpspan.detection.kind'] },
+  { name: 'tcpspan.detect.peers.evicted', type: 'counter', unit: '{peer}', description: 'Peers the port scan detector evicted from its full table before their window closed', attributes: [] },
   { name: 'tcpspan.spans.sampled_out', type: 'counter', unit: '{span}', description: 'Spans of healthy connection ends left out by sampling.ratio (not lost: the connection metrics count those ends)', attributes: [] },
 ];
 

@@ -13,12 +13,15 @@ import type { SpanSpoolStats } from '../export/span-export-queue.js';
 import type { ProcessServices } from '../attribute/process-service.js';
 import { createSpanOwners, type SpanOwners } from '../attribute/span-owner.js';
 import type { Sampler } from './sampler.js';
+import type { Detector } from '../detect/detector.js';
 
 /** Where finished connections go: console, OTLP, a file. */
 export interface SpanSink {
   readonly name: string;
   /** Never throws; a refusal is counted by the sink. */
   accept(rec: ConnectionRecord, span: SpanData): void;
+  /** A detection (tcp.port_scan, tcp.syn_flood: INTERNAL, no connection behind it); never throws. */
+  acceptDetection?(span: SpanData): void;
   /** Delivers what it holds within the deadline; the rest is counted as dropped. */
   shutdown(deadlineMs: number): Promise<void>;
   /** True while it cannot take more without refusing it (its export queue is full). */
@@ -46,6 +49,8 @@ export interface BridgeOptions {
   onRecord?: (rec: ConnectionRecord) => void;
   /** Which ends become spans (sampling.ratio < 1); none: every end does. */
   sampler?: Sampler;
+  /** Port scan and SYN flood detection (detect.enabled): fed every record, ticked on a timer. */
+  detector?: Detector;
   /** How often the kernel's loss counters are read. */
   lossCheckMs?: number;
   /** How long after a loss the kernel is asked which ends it still holds (ends whose Close was lost). */
@@ -98,6 +103,9 @@ const nowMono = (): number => Number(process.hrtime.bigint());
  */
 const DRAIN_BATCH = 4096;
 
+/** How often the detectors run: scan windows close within this of their end; the kernel's SYN counts are read every detect.intervalMs. */
+const DETECT_TICK_MS = 250;
+
 class RingBridge implements Bridge {
   readonly health: HealthSources;
   private readonly _correlator: Correlator;
@@ -111,6 +119,7 @@ class RingBridge implements Bridge {
   private _lingerTimer: NodeJS.Timeout | undefined;
   private _sweepTimer: NodeJS.Timeout | undefined;
   private _lossTimer: NodeJS.Timeout | undefined;
+  private _detectTimer: NodeJS.Timeout | undefined;
   private readonly _handle: (m: RecordMemory, off: number) => void;
   private readonly _epoch: EpochOffset;
   private readonly _owners: SpanOwners = createSpanOwners();
@@ -119,10 +128,13 @@ class RingBridge implements Bridge {
     this._epoch = epochOffset(_opts.clock.toEpochNs);
     this._correlator = createCorrelator(_opts.correlator, (rec) => this._emit(rec));
     const services = _opts.services;
+    const detector = _opts.detector;
     this._handle = (m, off) => {
       const e = this._event;
       decodeEvent(m, off, e);
       this._received++;
+      // refused and unanswered handshakes have no socket (cookie 0): the detector's, not the correlator's
+      if (detector !== undefined && e.cookie === 0) detector.onEvent(e);
       this._correlator.onEvent(e);
       // the environment as early as possible: the process may be gone by the span's emission
       if (services !== undefined && isConnRecord(e.kind) && (e.flags & EventFlag.Pid) !== 0) services.lookup(e.pid);
@@ -152,6 +164,16 @@ class RingBridge implements Bridge {
     // losses are seen when records are drained; a loss at the end of a burst is followed by none
     this._lossTimer = setInterval(() => this._checkLoss(nowMono()), this._opts.lossCheckMs ?? 1000);
     this._lossTimer.unref();
+    const detector = this._opts.detector;
+    if (detector !== undefined) {
+      // on a timer, not per drain: windows close and the kernel's counts are read while the ring is idle too
+      this._detectTimer = setInterval(() => this._emitDetections(detector.tick(nowMono())), DETECT_TICK_MS);
+      this._detectTimer.unref();
+    }
+  }
+
+  private _emitDetections(spans: SpanData[]): void {
+    for (const span of spans) for (const sink of this._opts.sinks) sink.acceptDetection?.(span);
   }
 
   private _drain(max?: number): number {
@@ -275,10 +297,13 @@ class RingBridge implements Bridge {
     if (this._lingerTimer) clearTimeout(this._lingerTimer);
     if (this._sweepTimer) clearTimeout(this._sweepTimer);
     if (this._lossTimer) clearInterval(this._lossTimer);
+    if (this._detectTimer) clearInterval(this._detectTimer);
     await this._poller.stop();
     while (this._drain() > 0); // what the kernel already wrote
     this._checkLoss(nowMono());
     this._correlator.flush(nowMono()); // open connections end as incomplete
+    // windows and episodes still open: their detections now, with what they have
+    if (this._opts.detector !== undefined) this._emitDetections(this._opts.detector.flush(nowMono()));
     const left = Math.max(0, deadlineAt - Date.now());
     await Promise.all([...sinks.map((s) => s.shutdown(left)), withinDeadline(alongside, deadlineAt)]);
     const counters = capture.readCounters();

@@ -2,7 +2,7 @@
 import type { InstrumentationScope } from '@opentelemetry/core';
 import type { SpanSink } from './bridge.js';
 import type { SpanData } from '../correlate/span-data.js';
-import { CONSOLE_HEADER, formatConsoleLine } from '../export/console-line.js';
+import { CONSOLE_HEADER, formatConsoleLine, formatDetectionLine } from '../export/console-line.js';
 import { createSpanExportQueue, type BatchExporter, type SpanExportQueueOptions } from '../export/span-export-queue.js';
 
 export const SCOPE: InstrumentationScope = { name: 'tcpspan', version: '0.1.0' };
@@ -18,6 +18,15 @@ export function createConsoleSink(write: (text: string) => void): SpanSink {
       try {
         if (!headerDone) { write(`${CONSOLE_HEADER}\n`); headerDone = true; }
         write(`${formatConsoleLine(rec, span.endTime[0] * 1000 + Math.floor(span.endTime[1] / 1e6), span.owner)}\n`);
+        printed++;
+      } catch {
+        failed++;
+      }
+    },
+    acceptDetection(span) {
+      try {
+        if (!headerDone) { write(`${CONSOLE_HEADER}\n`); headerDone = true; }
+        write(`${formatDetectionLine(span)}\n`);
         printed++;
       } catch {
         failed++;
@@ -47,6 +56,9 @@ export function createExporterSink<T>(name: string, exporter: BatchExporter<T>, 
     name,
     accept(_rec, span) {
       // a full queue refuses (counted) before the span is prepared
+      q.offer(() => prepare(span));
+    },
+    acceptDetection(span) {
       q.offer(() => prepare(span));
     },
     shutdown: (deadlineMs) => q.shutdown(deadlineMs),
