@@ -23,17 +23,18 @@ describe('capabilities', function () {
       assert.equal(capturePrivileges(readCapabilities(status(PERFMON, NET_ADMIN), 1000), { synTiming: true }).fatal,
         'uid 1000 lacks CAP_BPF, without which tcpspan cannot load its BPF programs: run as root (sudo bin/tcpspan ...) or grant them (setcap, or cap_add in a container)');
       assert.match(capturePrivileges(readCapabilities(status(), 1000), { synTiming: true }).fatal!, /^uid 1000 lacks CAP_BPF and CAP_PERFMON,/);
-      assert.deepEqual(capturePrivileges(readCapabilities(status(SYS_ADMIN, NET_ADMIN), 1000), { synTiming: true }), { synTiming: true, warnings: [] });
-      assert.deepEqual(capturePrivileges(readCapabilities(status(BPF, PERFMON, NET_ADMIN), 0), { synTiming: true }), { synTiming: true, warnings: [] });
+      assert.deepEqual(capturePrivileges(readCapabilities(status(SYS_ADMIN, NET_ADMIN), 1000), { synTiming: true, detect: true }), { synTiming: true, detect: true, warnings: [] });
+      assert.deepEqual(capturePrivileges(readCapabilities(status(BPF, PERFMON, NET_ADMIN), 0), { synTiming: true }), { synTiming: true, detect: false, warnings: [] });
     });
 
-    it('should switch SYN timing off without CAP_NET_ADMIN and say so once, or not at all when it was off', () => {
-      const p = capturePrivileges(readCapabilities(status(BPF, PERFMON), 1000), { synTiming: true });
+    it('should switch SYN timing and SYN accounting off without CAP_NET_ADMIN and say so in one line, or not at all when they were off', () => {
+      const p = capturePrivileges(readCapabilities(status(BPF, PERFMON), 1000), { synTiming: true, detect: true });
       assert.equal(p.fatal, undefined);
       assert.equal(p.synTiming, false);
+      assert.equal(p.detect, false);
       assert.equal(p.warnings.length, 1);
-      assert.match(p.warnings[0]!, /^CAP_NET_ADMIN is missing: SYN timing is off/);
-      assert.deepEqual(capturePrivileges(readCapabilities(status(BPF, PERFMON), 1000), { synTiming: false }), { synTiming: false, warnings: [] });
+      assert.match(p.warnings[0]!, /^CAP_NET_ADMIN is missing: SYN timing is off .*; SYN accounting and SYN flood detection are off/);
+      assert.deepEqual(capturePrivileges(readCapabilities(status(BPF, PERFMON), 1000), { synTiming: false }), { synTiming: false, detect: false, warnings: [] });
     });
 
     it('should require CAP_NET_ADMIN for what asks for it explicitly', () => {
@@ -75,7 +76,7 @@ describe('capabilities', function () {
     }
 
     it('should run every program with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (or CAP_SYS_ADMIN in place of the first two), ' +
-      'and all but the cgroup one without CAP_NET_ADMIN, saying so in one line', async () => {
+      'and all but the cgroup ones without CAP_NET_ADMIN, saying so in one line', async () => {
       const attached = (line: string | undefined): number => Number(/^tcpspan: running: (\d+) programs attached/.exec(line ?? '')?.[1] ?? NaN);
       const all = await runWith(['bpf', 'perfmon', 'net_admin']);
       assert.equal(all.code, 0, all.lines.join('\n'));
@@ -91,7 +92,8 @@ describe('capabilities', function () {
       assert.equal(code, 0, lines.join('\n'));
       assert.equal(lines.filter((l) => l.includes('CAP_NET_ADMIN')).length, 1, lines.join('\n'));
       assert.match(lines[0]!, /^tcpspan: warning: CAP_NET_ADMIN is missing: SYN timing is off/);
-      assert.equal(attached(lines.find((l) => l.startsWith('tcpspan: running:'))), n - 1, lines.join('\n'));
+      // the cgroup programs: sock_ops (SYN timing) and, with detect on (the default), SYN accounting
+      assert.equal(attached(lines.find((l) => l.startsWith('tcpspan: running:'))), n - 2, lines.join('\n'));
     });
   });
 });

@@ -41,6 +41,8 @@ export interface CapturePrivileges {
   fatal?: string;
   /** whether SYN timing (cgroup sock_ops) can be on */
   synTiming: boolean;
+  /** whether SYN accounting (a cgroup_skb program) can be on */
+  detect: boolean;
   /** one line per missing optional capability, naming what it disables */
   warnings: string[];
 }
@@ -49,21 +51,26 @@ const GRANT = 'run as root (sudo bin/tcpspan ...) or grant them (setcap, or cap_
 
 /**
  * What capture may do with `caps`: the required capabilities, and CAP_NET_ADMIN for the
- * cgroup programs. SYN timing is switched off without it (and said so); what the user
- * asked for explicitly (`needsNetAdmin`: e.g. payload inspection) makes it required.
+ * cgroup programs. SYN timing and SYN accounting are switched off without it (and said so,
+ * in one line); what the user asked for explicitly (`needsNetAdmin`: e.g. payload inspection)
+ * makes it required.
  */
-export function capturePrivileges(caps: Capabilities, want: { synTiming: boolean; needsNetAdmin?: string }): CapturePrivileges {
+export function capturePrivileges(caps: Capabilities, want: { synTiming: boolean; detect?: boolean; needsNetAdmin?: string }): CapturePrivileges {
   const missing = missingRequired(caps);
   const netAdmin = caps.has('CAP_NET_ADMIN');
   if (!netAdmin && want.needsNetAdmin) missing.push('CAP_NET_ADMIN');
   if (missing.length > 0) {
     const why = missing.map((c) => (c === 'CAP_NET_ADMIN' ? `${c} (for ${want.needsNetAdmin})` : c)).join(' and ');
-    return { fatal: `${caps.who} lacks ${why}, without which tcpspan cannot load its BPF programs: ${GRANT}`, synTiming: false, warnings: [] };
+    return { fatal: `${caps.who} lacks ${why}, without which tcpspan cannot load its BPF programs: ${GRANT}`, synTiming: false, detect: false, warnings: [] };
   }
   const warnings: string[] = [];
-  if (!netAdmin && want.synTiming) {
-    warnings.push('CAP_NET_ADMIN is missing: SYN timing is off (server spans start when the SYN-ACK was sent, a few µs after the SYN); ' +
-      'grant CAP_NET_ADMIN to time SYNs, or set capture.synTiming=false to say so');
+  const off = [
+    !netAdmin && want.synTiming && 'SYN timing is off (server spans start when the SYN-ACK was sent, a few µs after the SYN)',
+    !netAdmin && want.detect && 'SYN accounting and SYN flood detection are off (port scans are still detected)',
+  ].filter((x): x is string => typeof x === 'string');
+  if (off.length > 0) {
+    warnings.push(`CAP_NET_ADMIN is missing: ${off.join('; ')}; grant CAP_NET_ADMIN for the cgroup programs` +
+      (want.synTiming ? ', or set capture.synTiming=false to say so' : ''));
   }
-  return { synTiming: want.synTiming && netAdmin, warnings };
+  return { synTiming: want.synTiming && netAdmin, detect: (want.detect ?? false) && netAdmin, warnings };
 }

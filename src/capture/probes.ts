@@ -148,10 +148,12 @@ export function isPrivilegeErrno(err: number): boolean {
 export function openCapture(opts: CaptureOptions): Capture {
   // capabilities first: a missing one is one line naming it, not a libbpf log
   const asked = inspectNames(opts.inspect ?? NO_INSPECT);
-  const privileges = capturePrivileges(readCapabilities(), { synTiming: opts.synTiming, ...(asked && { needsNetAdmin: asked }) });
+  const privileges = capturePrivileges(readCapabilities(), { synTiming: opts.synTiming, detect: opts.detect === true, ...(asked && { needsNetAdmin: asked }) });
   if (privileges.fatal !== undefined) throw new CaptureError('privileges', privileges.fatal);
   for (const w of privileges.warnings) opts.warn?.(w);
-  if (privileges.synTiming !== opts.synTiming) opts = { ...opts, synTiming: privileges.synTiming };
+  if (privileges.synTiming !== opts.synTiming || privileges.detect !== (opts.detect === true)) {
+    opts = { ...opts, synTiming: privileges.synTiming, detect: privileges.detect };
+  }
   captureLibbpfLog();
   const objectPath = opts.objectPath ?? DEFAULT_OBJECT_PATH;
   if (!existsSync(objectPath)) {
