@@ -64,8 +64,10 @@ export function createDetector(opts: DetectOptions, listen: ListenReader | undef
   const prev = new Map<string, ListenStat>();
   let lastRead: number | undefined;
 
+  // every port label seen gets each series, zeros included: a counter that has not moved yet
+  // still has a data point (a dashboard shows 0, not "no data")
   const add = (m: Map<number | string, number>, k: number | string, n: number): void => {
-    if (n > 0) m.set(k, (m.get(k) ?? 0) + n);
+    m.set(k, (m.get(k) ?? 0) + n);
   };
 
   const readListen = (nowNs: number): SpanData[] => {
