@@ -44,6 +44,8 @@ const api = {
     'int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
   mapGetNextKey: fn<(fd: number, key: Buffer | null, next: Buffer) => number>(
     'int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
+  mapLookupBatch: fn<(fd: number, inBatch: Buffer | null, outBatch: Buffer, keys: Buffer, values: Buffer, count: Buffer, opts: null) => number>(
+    'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, const void *opts)'),
   numPossibleCpus: fn<() => number>('int libbpf_num_possible_cpus()'),
   probeMapType: fn<(type: number, opts: null) => number>('int libbpf_probe_bpf_map_type(int type, const void *opts)'),
   probeProgType: fn<(type: number, opts: null) => number>('int libbpf_probe_bpf_prog_type(int type, const void *opts)'),
@@ -74,6 +76,9 @@ export const libbpf = {
   linkDestroy: (link: Ptr) => api.linkDestroy()(link),
   mapLookupElem: (fd: number, key: Buffer, value: Buffer) => api.mapLookupElem()(fd, key, value),
   mapGetNextKey: (fd: number, key: Buffer | null, next: Buffer) => api.mapGetNextKey()(fd, key, next),
+  /** BPF_MAP_LOOKUP_BATCH: `count` (a u32 buffer) in: room, out: entries copied; -ENOENT after the last batch. */
+  mapLookupBatch: (fd: number, inBatch: Buffer | null, outBatch: Buffer, keys: Buffer, values: Buffer, count: Buffer) =>
+    api.mapLookupBatch()(fd, inBatch, outBatch, keys, values, count, null),
   numPossibleCpus: () => api.numPossibleCpus()(),
   probeMapType: (type: number) => api.probeMapType()(type, null),
   probeProgType: (type: number) => api.probeProgType()(type, null),

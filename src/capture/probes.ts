@@ -10,6 +10,7 @@ import { structLayout, tracepointArgCount, withVmlinuxBtf } from './btf.js';
 import { openRingBuffer, type RingBuffer } from './ring-buffer.js';
 import { encodeFilter, NO_INSPECT, type FilterSpec, type InspectSpec } from './filter.js';
 import { DEFAULT_MAX_SOCKETS } from './lives-map.js';
+import { createLivesReader, type LivesReader, type LivesScan } from './lives-reader.js';
 import { ERRNO, errno, strerror } from './libc.js';
 import { compareLayout, COUNTERS_LAYOUT, WIRE_STRUCTS } from '../decode/wire-layout.js';
 
@@ -68,6 +69,11 @@ export interface Capture {
   readCounters(): Counters;
   /** Connection lives the kernel holds now (one per tracked socket not yet destroyed); 0 once closed. */
   countLives(): number;
+  /**
+   * Hands the lives (struct sock_info, decode/event.ts decodeLife) whose cookie `want` accepts to
+   * `visit`, read from the map now: the checkpoints' current counters. Nothing once closed.
+   */
+  readLives?: LivesReader['scan'];
   /** Detaches every program: no new records after this. Idempotent. */
   detach(): void;
   /** Detaches, unmaps the ring and frees the object. Idempotent. */
@@ -350,12 +356,19 @@ class LoadedCapture implements Capture {
   private readonly _key = Buffer.alloc(4);
   private readonly _values: Buffer;
   private readonly _cpus: number;
+  private readonly _lives: LivesReader;
 
   constructor(private readonly _obj: Ptr, private readonly _links: Ptr[], readonly ring: RingBuffer,
               readonly programs: readonly ProgramStatus[], private readonly _countersFd: number,
               private readonly _livesFd: number) {
     this._cpus = libbpf.numPossibleCpus();
     this._values = Buffer.alloc(this._cpus * COUNTERS_LAYOUT.size);
+    this._lives = createLivesReader(_livesFd);
+  }
+
+  readLives(want: (cookie: number) => boolean, visit: Parameters<LivesReader['scan']>[1]): LivesScan {
+    if (this._closed) return { lives: 0, visited: 0, calls: 0, error: 0 };
+    return this._lives.scan(want, visit);
   }
 
   private _final: Counters | undefined;

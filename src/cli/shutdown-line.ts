@@ -16,12 +16,15 @@ export function shutdownLine<T extends { readonly [K in keyof T]: number }>(summ
   const lost = Object.values(summary.lostEvents).reduce((a, b) => a + b, 0);
   // sampled out is no loss: beside the spans, not among the drops
   const sampled = summary.sampledOut !== undefined ? `, ${summary.sampledOut} sampled out` : '';
-  return `stopped: ${summary.kernelEvents} kernel events, ${summary.spans} spans${sampled} (${entries(summary.exported, false) || 'none exported'}); ` +
+  // checkpoints of open ends (correlator.checkpointMs), when there were any: spans too, beside the ends'
+  const checkpoints = summary.checkpoints ? `, ${summary.checkpoints} checkpoints` : '';
+  return `stopped: ${summary.kernelEvents} kernel events, ${summary.spans} spans${checkpoints}${sampled} (${entries(summary.exported, false) || 'none exported'}); ` +
     `kernel counters: ${entries(kernelCounters as Record<string, number>, false) || 'none'}; ` +
     `lost kernel events ${lost}${lost ? ` (${entries(summary.lostEvents, true)})` : ''}; ` +
     `correlator drops: ${entries(summary.correlatorDrops, true) || 'none'}; ` +
     (summary.serviceLookupsFailed ? `service lookups failed: ${entries(summary.serviceLookupsFailed, true) || 'none'}; ` : '') +
     `spans dropped: ${entries(summary.dropped, true) || 'none'}` +
+    (summary.checkpointReadsFailed ? `; checkpoint reads failed: ${summary.checkpointReadsFailed}` : '') +
     // said only when it happened: a cgroup without a path is a span whose resource has no container.id, not a loss
     (Object.values(summary.attributionMisses).some((n) => n > 0) ? `; cgroup lookups missed: ${entries(summary.attributionMisses, true)}` : '');
 }
