@@ -1080,8 +1080,8 @@ describe('Correlator checkpoints (checkpointMs)', () => {
     const step = (steps: KernelStep[]) => feed(c, simulateKernel(steps, storage));
     /** the kernel's current counters of a life, as tcp_probe keeps them */
     const counters = (cookie: number, g: Partial<KernelEvent>) => Object.assign(storage.get(cookie)!.rec, g);
-    const read = (want: (cookie: number) => boolean, visit: (life: KernelEvent) => void) => {
-      for (const [cookie, life] of storage) if (!life.closed && want(cookie)) visit({ ...life.rec, kind: 0, tsNs: 0 });
+    const read = (cookies: ReadonlyMap<number, unknown>, visit: (life: KernelEvent) => void) => {
+      for (const [cookie, life] of storage) if (!life.closed && cookies.has(cookie)) visit({ ...life.rec, kind: 0, tsNs: 0 });
     };
     return { c, out, cps, step, counters, read };
   }

@@ -10,7 +10,7 @@ import { structLayout, tracepointArgCount, withVmlinuxBtf } from './btf.js';
 import { openRingBuffer, type RingBuffer } from './ring-buffer.js';
 import { encodeFilter, NO_INSPECT, type FilterSpec, type InspectSpec } from './filter.js';
 import { DEFAULT_MAX_SOCKETS } from './lives-map.js';
-import { createLivesReader, type LivesReader, type LivesScan } from './lives-reader.js';
+import { createLivesReader, type LivesReader, type LivesRead } from './lives-reader.js';
 import { ERRNO, errno, strerror } from './libc.js';
 import { compareLayout, COUNTERS_LAYOUT, WIRE_STRUCTS } from '../decode/wire-layout.js';
 
@@ -70,10 +70,10 @@ export interface Capture {
   /** Connection lives the kernel holds now (one per tracked socket not yet destroyed); 0 once closed. */
   countLives(): number;
   /**
-   * Hands the lives (struct sock_info, decode/event.ts decodeLife) whose cookie `want` accepts to
-   * `visit`, read from the map now: the checkpoints' current counters. Nothing once closed.
+   * Hands the lives (struct sock_info, decode/event.ts decodeLife) of these socket cookies to
+   * `visit`, read from the map now (lives-reader.ts): the checkpoints' current counters. Nothing once closed.
    */
-  readLives?: LivesReader['scan'];
+  readLives?: LivesReader['read'];
   /** Detaches every program: no new records after this. Idempotent. */
   detach(): void;
   /** Detaches, unmaps the ring and frees the object. Idempotent. */
@@ -163,7 +163,7 @@ export function openCapture(opts: CaptureOptions): Capture {
     const statuses = [...attachAll(programs, links, cgroupFd, opts), ...left];
     if (cgroupFd !== undefined) closeSync(cgroupFd);
     ring = mapRing(obj, opts.ringBytes);
-    return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'), mapFd(obj, 'lives'));
+    return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'), mapFd(obj, 'lives'), opts.maxSockets ?? DEFAULT_MAX_SOCKETS);
   } catch (err) {
     for (const link of links) libbpf.linkDestroy(link);
     ring?.close();
@@ -360,15 +360,15 @@ class LoadedCapture implements Capture {
 
   constructor(private readonly _obj: Ptr, private readonly _links: Ptr[], readonly ring: RingBuffer,
               readonly programs: readonly ProgramStatus[], private readonly _countersFd: number,
-              private readonly _livesFd: number) {
+              private readonly _livesFd: number, maxSockets: number) {
     this._cpus = libbpf.numPossibleCpus();
     this._values = Buffer.alloc(this._cpus * COUNTERS_LAYOUT.size);
-    this._lives = createLivesReader(_livesFd);
+    this._lives = createLivesReader(_livesFd, maxSockets);
   }
 
-  readLives(want: (cookie: number) => boolean, visit: Parameters<LivesReader['scan']>[1]): LivesScan {
-    if (this._closed) return { lives: 0, visited: 0, calls: 0, error: 0 };
-    return this._lives.scan(want, visit);
+  readLives(cookies: ReadonlyMap<number, unknown>, visit: Parameters<LivesReader['read']>[1]): LivesRead {
+    if (this._closed) return { visited: 0, lookups: 0, batchCalls: 0, error: 0 };
+    return this._lives.read(cookies, visit);
   }
 
   private _final: Counters | undefined;

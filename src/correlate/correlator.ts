@@ -57,9 +57,9 @@ export interface CorrelatorOptions {
 
 /**
  * Reads the kernel's lives (capture/lives-reader.ts through decode/event.ts decodeLife): hands
- * `visit` each open life whose cookie `want` accepts, decoded; the event is reused after the call.
+ * `visit` the open life of each of these cookies found, decoded; the event is reused after the call.
  */
-export type LifeReader = (want: (cookie: number) => boolean, visit: (life: KernelEvent) => void) => void;
+export type LifeReader = (cookies: ReadonlyMap<number, unknown>, visit: (life: KernelEvent) => void) => void;
 
 export const DEFAULT_MAX_LINKS_PER_SPAN = 32;
 
@@ -175,7 +175,7 @@ class CorrelatorImpl implements Correlator {
         if (c.phase === OPEN && c.checkpointDueNs <= nowMonoNs) due.set(c.cookie, c);
       }
       if (due.size === 0) return 0;
-      read((cookie) => due.has(cookie), (life) => {
+      read(due, (life) => {
         const c = due.get(life.cookie);
         const cp = c !== undefined ? checkpointOf(c, life, nowMonoNs) : undefined;
         if (cp === undefined) return;

@@ -128,9 +128,9 @@ class RingBridge implements Bridge {
       checkpoints ? (cp) => this._emitCheckpoint(cp) : undefined);
     if (checkpoints) {
       const life = newKernelEvent();
-      this._readLives = (want, visit) => {
-        const scan = readLives(want, (m, off) => { if (decodeLife(m, off, life)) visit(life); });
-        if (scan.error !== 0) this._checkpointReadsFailed++;
+      this._readLives = (cookies, visit) => {
+        const read = readLives(cookies, (m, off) => { if (decodeLife(m, off, life)) visit(life); });
+        if (read.error !== 0) this._checkpointReadsFailed++;
       };
     }
     const services = _opts.services;
