@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { buildLoadgens } from './loadgen.js';
 import { startReceiverProcess, type ReceiverProcess } from './counting-receiver.js';
 import { ensurePeers, inspectTracers, peerTracers, tcpspanTracers } from './peers.js';
-import { bulkRate, inspectProgramCost, median, programCost, sideBySide, type ModeResult } from './side-by-side.js';
+import { bulkRate, inspectProgramCost, median, probePerSegment, programCost, sideBySide, type ModeResult } from './side-by-side.js';
 import { exportPathCeiling, fullRate, memoryPerConnection, overload } from './bridge-bench.js';
 import { foreignStateTracers } from './kernel-objects.js';
 import { stopAll } from './children.js';
@@ -188,12 +188,18 @@ async function main(): Promise<void> {
     await section('bulk', async () => {
       const secs = Math.min(o!.seconds, 4);
       const b = await bulkRate(2, secs);
+      const pp: { runs: number; nsPerRun: number }[] = [];
+      for (let i = 0; i < 3; i++) pp.push(await probePerSegment(40_000));
       const base = median(b.base), traced = median(b.traced);
-      results['bulk'] = { ...b, ratio: traced / base };
+      results['bulk'] = { ...b, ratio: traced / base, pingPong: pp };
       return `Bulk throughput, receive path (bench/bulkload.c, one connection, both ends on CPU 0; tcpspan events unfiltered on CPU 1, tcp_probe on every segment; ${secs} s runs)\n` +
         keyValues([['without', `${fmt(base, 1)} Gbit/s  (${b.base.map((x) => x.toFixed(1)).join(', ')})`],
           ['with tcpspan events', `${fmt(traced, 1)} Gbit/s  (${b.traced.map((x) => x.toFixed(1)).join(', ')})`],
-          ['ratio', (traced / base).toFixed(3)]]);
+          ['ratio', (traced / base).toFixed(3)],
+          ['handle_probe per segment', `${fmt(median(b.probeNsPerRun))} ns/run  (${b.probeNsPerRun.map((x) => x.toFixed(0)).join(', ')}; ` +
+            `${b.probeRuns.map((x) => fmt(x)).join(', ')} runs; bpf_stats on during the traced runs only)`],
+          ['handle_probe, 64 B ping-pong', `${fmt(median(pp.map((x) => x.nsPerRun)))} ns/run  (${pp.map((x) => x.nsPerRun.toFixed(0)).join(', ')}; ` +
+            `${fmt(pp[0]!.runs)} runs each: one per received segment, warm)`]]);
     });
 
     await section('programs', async () => {

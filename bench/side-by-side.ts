@@ -5,7 +5,9 @@
 // Placement: the generator (client and server) on CPU 0, every tracer (and its receiver) on
 // CPU 1, so the generator's rate shows what tracing costs the workload's core.
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import { rmSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { runBulkload, runConnload } from './loadgen.js';
 import { freshPort } from './ports.js';
@@ -139,19 +141,80 @@ async function startEvents(args: string[]) {
 }
 
 /** One connection's throughput without and with `tcpspan events` (no filter: tcp_probe runs for every received segment). */
-export async function bulkRate(rounds: number, seconds: number): Promise<{ base: number[]; traced: number[] }> {
+/**
+ * Bulk throughput without and with `tcpspan events`, and the receive-path program's cost per
+ * segment while traced (kernel.bpf_stats_enabled: handle_probe runs once per received segment,
+ * data or ACK, of both ends).
+ */
+export async function bulkRate(rounds: number, seconds: number): Promise<{ base: number[]; traced: number[]; probeNsPerRun: number[]; probeRuns: number[] }> {
   const base: number[] = [];
   const traced: number[] = [];
-  for (let round = 0; round < rounds; round++) {
-    base.push((await runBulkload({ port: freshPort(), seconds, cpu: 0, serverCpu: 0 })).gbit_per_s);
-    const ev = await startEvents([]);
-    try {
-      traced.push((await runBulkload({ port: freshPort(), seconds, cpu: 0, serverCpu: 0 })).gbit_per_s);
-    } finally {
-      await ev.stop('SIGINT');
+  const probeNsPerRun: number[] = [];
+  const probeRuns: number[] = [];
+  const was = execFileSync('sysctl', ['-n', 'kernel.bpf_stats_enabled'], { encoding: 'utf8' }).trim();
+  try {
+    for (let round = 0; round < rounds; round++) {
+      execFileSync('sysctl', ['-q', '-w', `kernel.bpf_stats_enabled=${was}`]);
+      base.push((await runBulkload({ port: freshPort(), seconds, cpu: 0, serverCpu: 0 })).gbit_per_s);
+      execFileSync('sysctl', ['-q', '-w', 'kernel.bpf_stats_enabled=1']);
+      const ev = await startEvents([]);
+      try {
+        type P = { id: number; name?: string; run_time_ns?: number; run_cnt?: number };
+        const ids = new Set(programsOf(ev.child.pid!).map((p) => p.id));
+        const probe = () => bpftool<P[]>(['prog', 'show']).find((p) => ids.has(p.id) && p.name === 'handle_probe');
+        const before = probe();
+        traced.push((await runBulkload({ port: freshPort(), seconds, cpu: 0, serverCpu: 0 })).gbit_per_s);
+        const after = probe();
+        const runs = (after?.run_cnt ?? 0) - (before?.run_cnt ?? 0);
+        probeRuns.push(runs);
+        probeNsPerRun.push(runs ? ((after?.run_time_ns ?? 0) - (before?.run_time_ns ?? 0)) / runs : 0);
+      } finally {
+        await ev.stop('SIGINT');
+      }
     }
+  } finally {
+    execFileSync('sysctl', ['-q', '-w', `kernel.bpf_stats_enabled=${was}`]);
   }
-  return { base, traced };
+  return { base, traced, probeNsPerRun, probeRuns };
+}
+
+/**
+ * The receive-path program's steady cost per segment: one loopback connection traced by `tcpspan
+ * events --port P`, 64-byte messages echoed back and forth (each one a received segment, its
+ * socket's lines warm), handle_probe's run time over its runs (kernel.bpf_stats_enabled).
+ * Steadier than the bulk runs, whose GSO segments vary in number and size from run to run.
+ */
+export async function probePerSegment(roundTrips: number): Promise<{ runs: number; nsPerRun: number }> {
+  const port = freshPort();
+  const was = execFileSync('sysctl', ['-n', 'kernel.bpf_stats_enabled'], { encoding: 'utf8' }).trim();
+  const ev = await startEvents(['--port', String(port)]);
+  const server = net.createServer((s) => { s.setNoDelay(true); s.on('data', (d) => s.write(d)); });
+  try {
+    server.listen(port, '127.0.0.1');
+    await once(server, 'listening');
+    const c = net.connect(port, '127.0.0.1');
+    c.setNoDelay(true);
+    await once(c, 'connect');
+    execFileSync('sysctl', ['-q', '-w', 'kernel.bpf_stats_enabled=1']);
+    type P = { id: number; name?: string; run_time_ns?: number; run_cnt?: number };
+    const id = programsOf(ev.child.pid!).find((p) => p.name === 'handle_probe')!.id;
+    const probe = () => bpftool<P>(['prog', 'show', 'id', String(id)]);
+    const before = probe();
+    const msg = Buffer.alloc(64, 1);
+    let n = 0;
+    await new Promise<void>((resolve) => {
+      c.on('data', () => { if (++n >= roundTrips) resolve(); else c.write(msg); });
+      c.write(msg);
+    });
+    const after = probe();
+    c.destroy();
+    const runs = (after.run_cnt ?? 0) - (before.run_cnt ?? 0);
+    return { runs, nsPerRun: runs ? ((after.run_time_ns ?? 0) - (before.run_time_ns ?? 0)) / runs : 0 };
+  } finally {
+    execFileSync('sysctl', ['-q', '-w', `kernel.bpf_stats_enabled=${was}`]);
+    server.close();
+    await ev.stop('SIGINT');
+  }
 }
 
 export { median };

@@ -10,7 +10,7 @@
  *   tp_btf/inet_sock_set_state   every state transition: kept in the life; OPEN and CLOSE records
  *   tp_btf/tcp_retransmit_skb    every retransmitted segment: counted, and a record
  *   tp_btf/tcp_retransmit_synack every retransmitted SYN-ACK: a record
- *   tp_btf/tcp_probe             receive path: RTT summary per socket, no record
+ *   tp_btf/tcp_probe             receive path: RTT summary and current counters per socket, no record
  *   tp_btf/tcp_receive_reset     RST received: a record
  *   tp_btf/tcp_send_reset        RST sent: a record
  *   tp_btf/inet_sk_error_report  socket errors (ECONNREFUSED, ETIMEDOUT, ...): a record
@@ -803,7 +803,51 @@ int BPF_PROG(handle_destroy_sock, struct sock *sk)
 	return 0;
 }
 
-/* Per received segment: only the RTT summary, which the span reports. */
+#define TCPHDR_ACK 0x10
+
+/*
+ * The tcp_sock counters as they will be once this received segment is processed, into the
+ * life, so checkpoints of long-lived connections (user space reads the lives every
+ * correlator.checkpointMs) see current totals, not those of the Open record. tcp_probe fires
+ * at the start of tcp_rcv_established, before the segment's ACK and data are taken: add what
+ * tcp_ack (tcp_snd_una_update) and in-order queueing (tcp_rcv_nxt_update) will count, with
+ * their acceptance tests; otherwise a sender's total would lag one ACK behind until the next
+ * segment, which on an idle pool connection never comes. An ACK the kernel rejects later
+ * (PAWS) is caught up by the next one; the Close record reads the counters themselves.
+ */
+static __always_inline void take_live_stats(struct tcpspan_conn *c, const struct tcp_sock *tp,
+					    const struct sk_buff *skb, __u32 srtt)
+{
+	/*
+	 * skb->cb is a char array to the verifier, but it lets a program load any width from such
+	 * an array (the kernel's own example is skb->cb): direct loads at the tcp_skb_cb's field
+	 * offsets, found by CO-RE (ack_seq moved from 16 to 20 when tcp_flags became __u16 in 6.1),
+	 * cost far less than a probe read.
+	 */
+	const __u8 *cb = (const __u8 *)skb->cb;
+	__u64 acked = tp->bytes_acked, received = tp->bytes_received;
+	__u32 una = tp->snd_una, rcv_nxt = tp->rcv_nxt;
+	__u32 seq = *(const __u32 *)(cb + bpf_core_field_offset(struct tcp_skb_cb, seq));
+	__u32 end_seq = *(const __u32 *)(cb + bpf_core_field_offset(struct tcp_skb_cb, end_seq));
+	__u32 ack = *(const __u32 *)(cb + bpf_core_field_offset(struct tcp_skb_cb, ack_seq));
+	/* tcp_flags' low byte holds FIN..CWR, whether it is a __u8 or a __u16 */
+	__u8 flags = cb[bpf_core_field_offset(struct tcp_skb_cb, tcp_flags)];
+
+	/* what tcp_ack will count: an ACK that advances snd_una and acknowledges nothing unsent */
+	if ((flags & TCPHDR_ACK) && (__s32)(ack - una) > 0 && (__s32)(ack - tp->snd_nxt) <= 0)
+		acked += ack - una;
+	/* what in-order queueing will count: data (or FIN) starting at rcv_nxt */
+	if (seq == rcv_nxt && (__s32)(end_seq - seq) > 0)
+		received += end_seq - seq;
+	c->flags |= TCPSPAN_F_STATS;
+	c->bytes_acked = acked;
+	c->bytes_received = received;
+	c->segs_in = tp->segs_in; /* counted in tcp_v4_rcv/tcp_v6_rcv, before this */
+	c->segs_out = tp->segs_out;
+	c->srtt_us = srtt;
+}
+
+/* Per received segment: the RTT summary, which the span reports, and the counters so far. */
 SEC("tp_btf/tcp_probe")
 int BPF_PROG(handle_probe, struct sock *sk, const struct sk_buff *skb)
 {
@@ -828,6 +872,8 @@ int BPF_PROG(handle_probe, struct sock *sk, const struct sk_buff *skb)
 		if (srtt > si->c.rtt_max_us)
 			si->c.rtt_max_us = srtt;
 	}
+	if (!si->closed)
+		take_live_stats(&si->c, tp, skb, srtt);
 	return 0;
 }
 

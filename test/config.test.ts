@@ -264,7 +264,7 @@ describe('loadConfig', () => {
     it('should refuse a value where a group of keys belongs', () => {
       const file = writeConfig({ correlator: 5 });
       assert.throws(() => loadConfig({ config: file }, {}), {
-        message: `config: correlator = 5 (from --config ${file}): expected an object with keys maxConnections, maxEventsPerSpan, lingerMs, maxPendingSynAcks`,
+        message: `config: correlator = 5 (from --config ${file}): expected an object with keys maxConnections, maxEventsPerSpan, lingerMs, maxPendingSynAcks, checkpointMs`,
       });
       const leaf = writeConfig({ capture: { ringBufferBytes: { bytes: 4096 } } });
       assert.throws(() => loadConfig({ config: leaf }, {}), { message: /^config: capture\.ringBufferBytes = \{"bytes":4096\} .*: expected a power of two/ });
@@ -347,7 +347,7 @@ describe('configDocs', () => {
     const envs = configDocs().flatMap((d) => (d.env ? [d.env] : []));
     assert.equal(new Set(envs).size, envs.length);
     assert.deepEqual(configDocs().filter((d) => d.flags.length).map((d) => [d.key, ...d.flags]), [
-      ['filter.ports', '--port'], ['filter.addrs', '--addr'], ['sampling.ratio', '--sampling-ratio'], ['export.traces', '--console'],
+      ['filter.ports', '--port'], ['filter.addrs', '--addr'], ['correlator.checkpointMs', '--checkpoint-ms'], ['sampling.ratio', '--sampling-ratio'], ['export.traces', '--console'],
       ['export.otlpEndpoint', '--otlp-endpoint'], ['export.tracesEndpoint', '--otlp-endpoint'], ['export.metricsEndpoint', '--otlp-endpoint'],
       ['export.tracesFile', '--traces-file'], ['export.spoolDir', '--spool-dir'], ['inspect.traceparent', '--inspect-traceparent'], ['inspect.protocols', '--inspect-protocols'],
     ]);

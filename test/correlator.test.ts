@@ -10,9 +10,10 @@ import {
 } from '../src/correlate/correlator.js';
 import type { ConnectionEvent, ConnectionRecord } from '../src/correlate/connection-record.js';
 import { randomTraceIdentity, traceIdentityFromIsn } from '../src/correlate/trace-id.js';
-import { epochOffset, toHrTime, toSpanData, type SpanData } from '../src/correlate/span-data.js';
+import { epochOffset, toCheckpointSpanData, toHrTime, toSpanData, type SpanData } from '../src/correlate/span-data.js';
+import type { CheckpointRecord } from '../src/correlate/checkpoint.js';
 import * as sc from '../src/correlate/semconv.js';
-import { Endpoint, NETNS, T0, addressWords, drive, feed, isn, ms, pid, rtt, simulateKernel, stats, us } from './support/event-builder.js';
+import { Endpoint, NETNS, StepKind, T0, addressWords, drive, feed, isn, ms, pid, rtt, simulateKernel, stats, us, type SocketStorage } from './support/event-builder.js';
 
 const OPTS: CorrelatorOptions = { maxConnections: 100, maxEventsPerSpan: 32, lingerMs: 100, maxPendingSynAcks: 16 };
 const LINGER_NS = 100e6;
@@ -1065,5 +1066,94 @@ describe('event builder', () => {
     assert.deepEqual(addressWords('::1'), [0, 0, 0, 0x01000000]);
     assert.deepEqual(addressWords('::ffff:10.0.0.1'), [0, 0, 0xffff0000, 0x0100000a]);
     assert.equal(T0, us(0));
+  });
+
+});
+
+describe('Correlator checkpoints (checkpointMs)', () => {
+  /** A correlator with 1 ms checkpoints over a simulated kernel whose lives `read` serves, as the lives map would. */
+  function withCheckpoints() {
+    const out: ConnectionRecord[] = [];
+    const cps: CheckpointRecord[] = [];
+    const c = createCorrelator({ ...OPTS, checkpointMs: 1 }, (r) => out.push(r), (cp) => cps.push(cp));
+    const storage: SocketStorage = new Map();
+    const step = (steps: KernelStep[]) => feed(c, simulateKernel(steps, storage));
+    /** the kernel's current counters of a life, as tcp_probe keeps them */
+    const counters = (cookie: number, g: Partial<KernelEvent>) => Object.assign(storage.get(cookie)!.rec, g);
+    const read = (cookies: ReadonlyMap<number, unknown>, visit: (life: KernelEvent) => void) => {
+      for (const [cookie, life] of storage) if (!life.closed && cookies.has(cookie)) visit({ ...life.rec, kind: 0, tsNs: 0 });
+    };
+    return { c, out, cps, step, counters, read };
+  }
+
+  it('should make one record per interval of an open end, whose deltas add up to its totals and to the final record\'s', () => {
+    const { c, out, cps, step, counters, read } = withCheckpoints();
+    step(activeClose.slice(0, 2)); // established at 500 µs
+    assert.equal(c.checkpoint(us(900), read), 0, 'not yet an interval old');
+    counters(101, { bytesAcked: 41, bytesReceived: 100, segsIn: 2, segsOut: 2, srttUs: 480, rttCount: 2, rttSumUs: 960 });
+    assert.equal(c.checkpoint(us(1500), read), 1);
+    assert.equal(c.checkpoint(us(1900), read), 0, 'the next one is due at 2 ms');
+    counters(101, { bytesAcked: 91, bytesReceived: 250, segsIn: 3, segsOut: 3, srttUs: 450, rttCount: 3, rttSumUs: 1410 });
+    assert.equal(c.checkpoint(us(2600), read), 1);
+    step(activeClose.slice(2));
+
+    const final = out[0]!;
+    const { traceId, clientSpanId } = ids(CLIENT_ISN, SERVER_ISN);
+    const tuple = { family: 'ipv4', localAddress: '10.0.0.1', localPort: 40000, peerAddress: '10.0.0.2', peerPort: 80, netns: NETNS };
+    const common = { cookie: 101, kind: 'client', ...tuple, state: 'established', handshakeNs: 500_000, traceId, parentSpanId: clientSpanId,
+      pid: 1234, executableName: 'curl', cgroupId: undefined, containerId: undefined, podUid: undefined };
+    const totals1 = { bytesSent: 40, bytesReceived: 100, segmentsSent: 2, segmentsReceived: 2, retransmits: 0, rttSamples: 2, rttSumUs: 960 };
+    const totals2 = { bytesSent: 90, bytesReceived: 250, segmentsSent: 3, segmentsReceived: 3, retransmits: 0, rttSamples: 3, rttSumUs: 1410 };
+    assert.deepEqual(cps, [
+      { ...common, sequence: 1, startNs: us(0), endNs: us(1500), interval: totals1, totals: totals1, srttUs: 480, spanId: cps[0]!.spanId },
+      { ...common, sequence: 2, startNs: us(1500), endNs: us(2600), totals: totals2, srttUs: 450, spanId: cps[1]!.spanId,
+        interval: { bytesSent: 50, bytesReceived: 150, segmentsSent: 1, segmentsReceived: 1, retransmits: 0, rttSamples: 1, rttSumUs: 450 } },
+    ]);
+    assert.match(cps[0]!.spanId, /^[0-9a-f]{16}$/);
+    assert.notEqual(cps[0]!.spanId, cps[1]!.spanId);
+    // the final record as without checkpoints, plus the last checkpoint's totals
+    assert.deepEqual(final, { ...activeCloseRecord, checkpointed: { count: 2, ...totals2 } });
+    assert.equal(final.spanId, clientSpanId);
+
+    const off = epochOffset((m) => m + 1.7e18);
+    assert.deepEqual(toCheckpointSpanData(cps[1]!, off).attributes, {
+      'network.transport': 'tcp', 'network.type': 'ipv4', 'network.local.address': '10.0.0.1', 'network.local.port': 40000,
+      'network.peer.address': '10.0.0.2', 'network.peer.port': 80, 'network.connection.state': 'established',
+      'tcpspan.checkpoint.sequence': 2, 'tcp.bytes.sent': 50, 'tcp.bytes.received': 150, 'tcp.segments.sent': 1,
+      'tcp.segments.received': 1, 'tcp.retransmits': 0, 'tcp.rtt.samples': 1, 'tcp.bytes.sent.total': 90,
+      'tcp.bytes.received.total': 250, 'tcp.segments.sent.total': 3, 'tcp.segments.received.total': 3, 'tcp.retransmits.total': 0,
+      'tcpspan.netns': NETNS, 'tcpspan.socket.cookie': 101, 'tcp.rtt.avg': 0.00045, 'tcp.rtt.smoothed': 0.00045,
+      'process.pid': 1234, 'process.executable.name': 'curl',
+    });
+    const span = toCheckpointSpanData(cps[1]!, off);
+    assert.deepEqual({ name: span.name, kind: span.kind, traceId: span.traceId, parent: span.parentSpanId },
+      { name: 'tcp.connection.checkpoint', kind: 'internal', traceId, parent: clientSpanId });
+  });
+
+  it('should keep the random ids of an end open before tcpspan started for its final span', () => {
+    const { c, out, cps, step, read } = withCheckpoints();
+    const e = new Endpoint({ cookie: 777, local: '10.0.0.7', lport: 5432, peer: '10.0.0.8', rport: 40777 });
+    step([{ ...e.retransmit(us(0), S.ESTABLISHED, 0x18, 1, 0), kind: StepKind.Retransmit }]);
+    assert.equal(c.checkpoint(us(1000), read), 1);
+    assert.equal(c.checkpoint(us(2000), read), 1);
+    c.flush(us(2500));
+    assert.equal(out.length, 1);
+    assert.deepEqual(cps.map((cp) => [cp.kind, cp.traceId, cp.parentSpanId, cp.totals.retransmits]),
+      [['unknown', out[0]!.traceId, out[0]!.spanId, 1], ['unknown', out[0]!.traceId, out[0]!.spanId, 1]]);
+    assert.equal(out[0]!.checkpointed?.count, 2);
+  });
+
+  it('should make none for an end not yet established, for a closed one, or with checkpointMs 0', () => {
+    const { c, cps, step, read } = withCheckpoints();
+    step(activeClose.slice(0, 1)); // SYN_SENT only: no shared trace id yet
+    assert.equal(c.checkpoint(us(5000), read), 0);
+    step(activeClose.slice(1));
+    assert.equal(c.checkpoint(us(9000), read), 0);
+    assert.deepEqual(cps, []);
+    const none: CheckpointRecord[] = [];
+    const off = createCorrelator({ ...OPTS, checkpointMs: 0 }, () => undefined, (cp) => none.push(cp));
+    feed(off, simulateKernel(activeClose.slice(0, 2)));
+    assert.equal(off.checkpoint(ms(60_000), read), 0);
+    assert.deepEqual(none, []);
   });
 });

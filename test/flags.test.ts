@@ -9,7 +9,8 @@ describe('flags', () => {
   describe('the table', () => {
     it('should give each command its flags, in table order', () => {
       const names = (c: CommandName) => flagsOf(c).map((f) => f.name);
-      assert.deepEqual(names('run'), ['port', 'addr', 'config', 'otlp-endpoint', 'traces-file', 'spool-dir', 'sampling-ratio', 'console', 'inspect-traceparent', 'inspect-protocols']);
+      assert.deepEqual(names('run'), ['port', 'addr', 'config', 'otlp-endpoint', 'traces-file', 'spool-dir', 'sampling-ratio', 'checkpoint-ms', 'console', 'inspect-traceparent',
+        'inspect-protocols']);
       assert.deepEqual(names('events'), ['port', 'addr', 'netns', 'ring-bytes']);
       assert.deepEqual(names('doctor'), ['json']);
     });
@@ -106,7 +107,7 @@ describe('flags', () => {
 
     it('should wrap a synopsis under its first option', () => {
       assert.equal(synopsis('run'), 'tcpspan run [--port N]... [--addr CIDR]... [--config FILE] [--otlp-endpoint URL]\n' +
-        '            [--traces-file PATH] [--spool-dir DIR] [--sampling-ratio RATIO] [--console]\n' +
+        '            [--traces-file PATH] [--spool-dir DIR] [--sampling-ratio RATIO] [--checkpoint-ms MS]\n' +
         '            [--inspect-traceparent] [--inspect-protocols]');
     });
   });

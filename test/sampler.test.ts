@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { CloseReason } from '../src/correlate/connection-record.js';
 import { traceIdentityFromIsn } from '../src/correlate/trace-id.js';
 import {
-  createSampler, keepReason, randomnessReaches, rejectionThreshold, samplingRule, splitThreshold, thValue, type SampledEnd,
+  createSampler, keepReason, keepReasonOpen, randomnessReaches, rejectionThreshold, samplingRule, splitThreshold, thValue, type SampledEnd,
 } from '../src/pipeline/sampler.js';
 
 const ECONNREFUSED = 111, ETIMEDOUT = 110, ECONNRESET = 104, EHOSTUNREACH = 113;
@@ -113,6 +113,23 @@ describe('sampler', () => {
       }
       // an all-0xff randomness is the largest there is, and still below 2^56
       assert.equal(keepReason(end({ traceId: 'f'.repeat(32) }), none), undefined);
+    });
+  });
+
+  describe('keepReasonOpen (checkpoints of open ends)', () => {
+    it('should follow the ratio of the trace, and the rules an open end already shows, so its final span is kept too', () => {
+      const half = samplingRule({ ratio: 0.5, keepSlowerThanMs: 200 });
+      for (let i = 0; i < 200; i++) {
+        const e = end();
+        const open = { traceId: e.traceId, retransmits: 0, handshakeNs: e.handshakeNs };
+        assert.equal(keepReasonOpen(open, half), keepReason(e, half), e.traceId);
+        // each rule an open end shows holds at its close too (its counts only grow)
+        for (const o of [{ ...open, retransmits: 2 }, { ...open, handshakeNs: 300e6 }]) {
+          const reason = keepReasonOpen(o, half);
+          assert.ok(reason !== undefined && reason !== 'ratio');
+          assert.equal(keepReason({ ...e, ...o }, half), reason);
+        }
+      }
     });
   });
 

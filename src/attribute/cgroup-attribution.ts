@@ -5,9 +5,12 @@ import type { ConnectionRecord } from '../correlate/connection-record.js';
 import { createCgroupPaths, type CgroupPaths, type CgroupPathsOptions } from './cgroup-paths.js';
 import { parseCgroupPath, type CgroupAttribution } from './container-id.js';
 
+/** What attribution reads and fills. */
+export type Attributable = Pick<ConnectionRecord, 'cgroupId' | 'containerId' | 'podUid'>;
+
 export interface Attributor {
-  /** Fills the record's containerId and podUid from its cgroupId when they are known. Never throws. */
-  attribute(rec: ConnectionRecord): void;
+  /** Fills the record's containerId and podUid from its cgroupId when they are known (a final record or a checkpoint). Never throws. */
+  attribute(rec: Attributable): void;
   /** Lookups that found no cgroup path, by reason (cgroup-paths.ts); zero counts left out. */
   misses(): Record<string, number>;
 }
@@ -22,7 +25,7 @@ class CgroupAttributor implements Attributor {
 
   constructor(private readonly _paths: CgroupPaths, private readonly _max: number) {}
 
-  attribute(rec: ConnectionRecord): void {
+  attribute(rec: Attributable): void {
     const id = rec.cgroupId;
     if (id === undefined) return;
     try {

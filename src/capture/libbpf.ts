@@ -47,6 +47,8 @@ const api = {
   mapUpdateElem: fn<(fd: number, key: Buffer, value: Buffer, flags: number) => number>(
     'int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
   mapDeleteElem: fn<(fd: number, key: Buffer) => number>('int bpf_map_delete_elem(int fd, const void *key)'),
+  mapLookupBatch: fn<(fd: number, inBatch: Buffer | null, outBatch: Buffer, keys: Buffer, values: Buffer, count: Buffer, opts: null) => number>(
+    'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, const void *opts)'),
   numPossibleCpus: fn<() => number>('int libbpf_num_possible_cpus()'),
   probeMapType: fn<(type: number, opts: null) => number>('int libbpf_probe_bpf_map_type(int type, const void *opts)'),
   probeProgType: fn<(type: number, opts: null) => number>('int libbpf_probe_bpf_prog_type(int type, const void *opts)'),
@@ -79,6 +81,9 @@ export const libbpf = {
   mapGetNextKey: (fd: number, key: Buffer | null, next: Buffer) => api.mapGetNextKey()(fd, key, next),
   mapUpdateElem: (fd: number, key: Buffer, value: Buffer) => api.mapUpdateElem()(fd, key, value, 0),
   mapDeleteElem: (fd: number, key: Buffer) => api.mapDeleteElem()(fd, key),
+  /** BPF_MAP_LOOKUP_BATCH: `count` (a u32 buffer) in: room, out: entries copied; -ENOENT after the last batch. */
+  mapLookupBatch: (fd: number, inBatch: Buffer | null, outBatch: Buffer, keys: Buffer, values: Buffer, count: Buffer) =>
+    api.mapLookupBatch()(fd, inBatch, outBatch, keys, values, count, null),
   numPossibleCpus: () => api.numPossibleCpus()(),
   probeMapType: (type: number) => api.probeMapType()(type, null),
   probeProgType: (type: number) => api.probeProgType()(type, null),

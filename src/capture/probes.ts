@@ -12,6 +12,7 @@ import { openRingBuffer, type RingBuffer } from './ring-buffer.js';
 import { encodeFilter, NO_INSPECT, type FilterSpec, type InspectSpec } from './filter.js';
 import { DEFAULT_MAX_SOCKETS } from './lives-map.js';
 import { createListenReader, type ListenReader } from './listen-stats.js';
+import { createLivesReader, type LivesReader, type LivesRead } from './lives-reader.js';
 import { ERRNO, errno, strerror } from './libc.js';
 import { compareLayout, COUNTERS_LAYOUT, WIRE_STRUCTS } from '../decode/wire-layout.js';
 
@@ -82,6 +83,11 @@ export interface Capture {
   openLifeCookies(): Set<number> | undefined;
   /** The kernel's SYN accounting (detect on and its program attached); undefined otherwise. */
   readonly listen?: ListenReader;
+  /**
+   * Hands the lives (struct sock_info, decode/event.ts decodeLife) of these socket cookies to
+   * `visit`, read from the map now (lives-reader.ts): the checkpoints' current counters. Nothing once closed.
+   */
+  readLives?: LivesReader['read'];
   /** Detaches every program: no new records after this. Idempotent. */
   detach(): void;
   /** Detaches, unmaps the ring and frees the object. Idempotent. */
@@ -180,7 +186,8 @@ export function openCapture(opts: CaptureOptions): Capture {
     ring = mapRing(obj, opts.ringBytes);
     const listen = statuses.some((s) => s.program === 'handle_listen_ingress' && s.attached)
       ? createListenReader(mapFd(obj, 'listen_ports'), mapFd(obj, 'syn_sources'), mapFd(obj, 'detect_epoch')) : undefined;
-    return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'), mapFd(obj, 'lives'), livesLayout(obj, objectPath), listen);
+    return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'), mapFd(obj, 'lives'), livesLayout(obj, objectPath), listen,
+      opts.maxSockets ?? DEFAULT_MAX_SOCKETS);
   } catch (err) {
     for (const link of links) libbpf.linkDestroy(link);
     ring?.close();
@@ -394,12 +401,20 @@ class LoadedCapture implements Capture {
   private readonly _key = Buffer.alloc(4);
   private readonly _values: Buffer;
   private readonly _cpus: number;
+  private readonly _lives: LivesReader;
 
   constructor(private readonly _obj: Ptr, private readonly _links: Ptr[], readonly ring: RingBuffer,
               readonly programs: readonly ProgramStatus[], private readonly _countersFd: number,
-              private readonly _livesFd: number, private readonly _lives: LivesLayout, private readonly _listen: ListenReader | undefined) {
+              private readonly _livesFd: number, private readonly _livesLayout: LivesLayout, private readonly _listen: ListenReader | undefined,
+              maxSockets: number) {
     this._cpus = libbpf.numPossibleCpus();
     this._values = Buffer.alloc(this._cpus * COUNTERS_LAYOUT.size);
+    this._lives = createLivesReader(_livesFd, maxSockets);
+  }
+
+  readLives(cookies: ReadonlyMap<number, unknown>, visit: Parameters<LivesReader['read']>[1]): LivesRead {
+    if (this._closed) return { visited: 0, lookups: 0, batchCalls: 0, error: 0 };
+    return this._lives.read(cookies, visit);
   }
 
   private _final: Counters | undefined;
@@ -433,16 +448,16 @@ class LoadedCapture implements Capture {
     if (this._closed) return undefined;
     const out = new Set<number>();
     const keys = [Buffer.alloc(8), Buffer.alloc(8)];
-    const value = Buffer.alloc(this._lives.valueSize);
+    const value = Buffer.alloc(this._livesLayout.valueSize);
     // a key deleted under the walk restarts it from the first bucket: revisits are harmless, a
     // walk that never ends is not; past the bound the answer would be incomplete, so none
     let prev: Buffer | null = null;
     for (let i = 0; ; i++) {
-      if (i > 2 * this._lives.maxEntries + 1024) return undefined;
+      if (i > 2 * this._livesLayout.maxEntries + 1024) return undefined;
       const key = keys[i % 2]!;
       if (libbpf.mapGetNextKey(this._livesFd, prev, key) !== 0) break;
-      if (libbpf.mapLookupElem(this._livesFd, key, value) === 0 && value.readUInt32LE(this._lives.closedOffset) === 0) {
-        out.add(Number(value.readBigUInt64LE(this._lives.cookieOffset)));
+      if (libbpf.mapLookupElem(this._livesFd, key, value) === 0 && value.readUInt32LE(this._livesLayout.closedOffset) === 0) {
+        out.add(Number(value.readBigUInt64LE(this._livesLayout.cookieOffset)));
       }
       prev = key;
     }

@@ -155,7 +155,9 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
     ...(sampler && { sampler }),
     ...(detector && { detector }),
     onRecord: (r) => telemetry.connections.record(r),
+    onCheckpoint: (cp) => telemetry.connections.recordCheckpoint(cp),
   });
+  telemetry.connections.observeOpen((visit) => bridge.openEnds(visit), () => Number(process.hrtime.bigint()));
   observeHealth(telemetry.meter, bridge.health);
   if (detector !== undefined) observeDetect(telemetry.meter, detector.sources);
   const stopped = new Promise<void>((resolve) => onShutdownSignal(resolve));
@@ -163,6 +165,7 @@ async function runPipeline(cfg: TcpspanConfig, exporterSinks: ExporterSink[], se
   setPhase('running');
   say(`running: ${capture.programs.filter((p) => p.attached).length} programs attached; spans to ${sinks.map((s) => s.name).join(', ') || 'nowhere'}` +
     `${sampler ? ` (sampling: ${cfg.sampling.ratio} of healthy connections, every failure)` : ''}` +
+    `${cfg.correlator.checkpointMs > 0 && sinks.some((s) => s.acceptCheckpoint) ? `; checkpoints of open connections every ${cfg.correlator.checkpointMs} ms` : ''}` +
     `${metricsMode === 'otlp' ? `; metrics to ${x.metricsEndpoint}` : ''}${healthAddress ? `; health on http://${healthAddress}` : ''}; SIGINT or SIGTERM to stop`);
   await stopped;
   setPhase('stopping');

@@ -16,7 +16,9 @@ export function shutdownLine<T extends { readonly [K in keyof T]: number }>(summ
   const lost = Object.values(summary.lostEvents).reduce((a, b) => a + b, 0);
   // sampled out is no loss: beside the spans, not among the drops
   const sampled = summary.sampledOut !== undefined ? `, ${summary.sampledOut} sampled out` : '';
-  return `stopped: ${summary.kernelEvents} kernel events, ${summary.spans} spans${sampled} (${entries(summary.exported, false) || 'none exported'}); ` +
+  // checkpoints of open ends (correlator.checkpointMs), when there were any: spans too, beside the ends'
+  const checkpoints = summary.checkpoints ? `, ${summary.checkpoints} checkpoints` : '';
+  return `stopped: ${summary.kernelEvents} kernel events, ${summary.spans} spans${checkpoints}${sampled} (${entries(summary.exported, false) || 'none exported'}); ` +
     `kernel counters: ${entries(kernelCounters as Record<string, number>, false) || 'none'}; ` +
     `lost kernel events ${lost}${lost ? ` (${entries(summary.lostEvents, true)})` : ''}; ` +
     `correlator drops: ${entries(summary.correlatorDrops, true) || 'none'}; ` +
@@ -25,6 +27,7 @@ export function shutdownLine<T extends { readonly [K in keyof T]: number }>(summ
     // with a spool: what it took, what an earlier run left in it, and what this run leaves for the next
     Object.entries(summary.spool ?? {}).map(([sink, s]) =>
       `; spool ${sink}: ${s.spooled} written, ${s.replayed} found at start, ${s.spans} left (${s.bytes} bytes)`).join('') +
+    (summary.checkpointReadsFailed ? `; checkpoint reads failed: ${summary.checkpointReadsFailed}` : '') +
     // said only when it happened: a cgroup without a path is a span whose resource has no container.id, not a loss
     (Object.values(summary.attributionMisses).some((n) => n > 0) ? `; cgroup lookups missed: ${entries(summary.attributionMisses, true)}` : '') +
     // said only when it happened: ends the kernel no longer held after a loss, ended without their Close

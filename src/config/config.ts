@@ -17,6 +17,7 @@ export interface TcpspanConfig {
     readonly maxEventsPerSpan: number;
     readonly lingerMs: number;
     readonly maxPendingSynAcks: number;
+    readonly checkpointMs: number;
   };
   readonly attribution: { readonly cgroups: boolean; readonly serviceFromProcess: boolean };
   readonly sampling: { readonly ratio: number; readonly keepSlowerThanMs: number };
@@ -206,6 +207,8 @@ const SCHEMA: convict.Schema<TcpspanConfig> = {
     maxEventsPerSpan: int('Span events kept per connection; the rest are counted as dropped.', 128, { min: 8 }),
     lingerMs: int('How long a closed connection waits for its trailing kernel events before it becomes a span.', 20, { min: 0, max: 10000 }),
     maxPendingSynAcks: int('SYN-ACK retransmit tuples kept while waiting for their server socket.', 4096, { min: 1 }),
+    checkpointMs: int('A connection end open longer than this gets a tcp.connection.checkpoint span every this many milliseconds (what it did in the interval, and in all so far), in the trace of its final span, and its bytes count in tcp.connection.bytes without waiting for the close (0: off).',
+      60000, { min: 0, max: 86_400_000 }, 'TCPSPAN_CHECKPOINT_MS'),
   },
   attribution: {
     cgroups: {

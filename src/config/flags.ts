@@ -97,6 +97,11 @@ export const FLAGS = [
     sets: { keys: ['sampling.ratio'], value: (given) => (DECIMAL.test(given as string) ? Number(given) : given) },
   },
   {
+    name: 'checkpoint-ms', value: 'MS', commands: ['run'],
+    help: 'a connection open longer than MS milliseconds gets a `tcp.connection.checkpoint` span every MS (default 60000; 0: none)',
+    sets: { keys: ['correlator.checkpointMs'], value: (given) => (/^\d+$/.test(given as string) ? Number(given) : given) },
+  },
+  {
     name: 'console', commands: ['run'],
     help: 'print console lines instead of exporting spans over OTLP',
     sets: { keys: ['export.traces'], value: () => 'console' },

@@ -6,6 +6,7 @@ import { LifeFact } from './close-rules.js';
 import { retransmitCode, socketEventCode, stateChangeCode, SYNACK_RETRANSMIT_CODE } from './span-events.js';
 import type { PendingSynAck } from './pending-synacks.js';
 import type { ConnInspect } from './conn-inspect.js';
+import type { CheckpointState } from './checkpoint.js';
 
 // Conn.phase
 export const OPEN = 0, CLOSED = 1, DONE = 2;
@@ -25,6 +26,13 @@ export const F_HAS_PID = 1 << 8;
 export const F_PEER_FIN = 1 << 9; //      the kernel saw the peer's FIN at the end (SOCK_DONE)
 
 const NO_TRANSITIONS: readonly number[] = Object.freeze([]);
+
+/** An end's span ids: its trace, its own span and its parent (the client end's span, for a server end). */
+export interface EndIdentity {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string | undefined;
+}
 
 /**
  * 32-bit values (netns, address words, ISNs) are kept as int32 (`| 0`, read back with
@@ -89,6 +97,14 @@ export class Conn {
   rstSentOpenNs = -1;
   /** links and protocol from payload records (inspect.*); undefined without any */
   inspect: ConnInspect | undefined = undefined;
+  /** when the correlator began tracking it (CLOCK_MONOTONIC ns of that record) */
+  trackedNs = 0;
+  /** the next checkpoint is due (correlator.checkpointMs); 0: none planned */
+  checkpointDueNs = 0;
+  /** checkpoints made so far; undefined before the first */
+  checkpoint: CheckpointState | undefined = undefined;
+  /** ids fixed before emission because a checkpoint needed them (random ones): the final span keeps them */
+  ids: EndIdentity | undefined = undefined;
 
   constructor(e: KernelEvent) {
     this.cookie = e.cookie;

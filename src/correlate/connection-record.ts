@@ -1,5 +1,6 @@
 // One finished connection end: what the correlator hands to the export stage.
 // Independent of any OpenTelemetry SDK; span-data.ts turns it into a span.
+import type { CheckpointCounts } from './checkpoint.js';
 
 /** Which end of the connection this host holds. 'unknown': tcpspan did not see it open. */
 export type ConnectionKind = 'client' | 'server' | 'unknown';
@@ -117,4 +118,9 @@ export interface ConnectionRecord {
   droppedLinks?: number;
   /** inspect.protocols: what the first bytes said (network.protocol.name, ...) */
   protocol?: Record<string, AttributeValue>;
+  /**
+   * correlator.checkpointMs: the totals of the end's last checkpoint, and how many it had; present
+   * only after one. The final span's totals minus these are what happened after it.
+   */
+  checkpointed?: CheckpointCounts & { count: number };
 }

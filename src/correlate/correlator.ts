@@ -18,16 +18,25 @@
 // in pending-synacks.ts. Span events are capped at maxEventsPerSpan; over the cap, state
 // changes are kept first, then resets and errors, then retransmits (span-events.ts), so
 // a connection with thousands of retransmits still shows how it ended.
-import { EventKind, isConnRecord, Life, TcpState, type KernelEvent } from '../decode/event.js';
+//
+// Checkpoints (checkpointMs > 0, checkpoint.ts). An end open longer than checkpointMs gets a
+// checkpoint every checkpointMs from its start: checkpoint() finds the ends due (the oldest
+// tracked come first in _conns, so the walk stops at the first end tracked less than an
+// interval ago), has their lives read from the kernel's map (the caller's reader) and hands one
+// CheckpointRecord per end whose life it found open to the checkpoint sink. A life not found
+// (its end is closing, or the kernel keeps none) makes no checkpoint for that interval.
+import { AF_INET, EventKind, isConnRecord, Life, TcpState, type KernelEvent } from '../decode/event.js';
 import { mayHaveTrailingEvents } from './close-rules.js';
 import {
   applyLife, applyRare, attachSynAcks, CLOSED, Conn, lifeBegin, DONE, F_EVICTED, F_HAS_LIFE, F_INCOMPLETE, F_LOSS, F_LOSS_SUSPECT, OPEN,
   SERVER,
 } from './conn.js';
-import type { ConnectionRecord } from './connection-record.js';
+import type { ConnectionKind, ConnectionRecord } from './connection-record.js';
 import { toRecord } from './emit-record.js';
 import { applyPayload } from './conn-inspect.js';
 import { createPendingSynAcks, type PendingSynAcks } from './pending-synacks.js';
+import { checkpointOf, type CheckpointRecord } from './checkpoint.js';
+import { CONNECTION_KINDS } from './emit-record.js';
 
 export { SYNACK_PENDING_TTL_NS } from './pending-synacks.js';
 
@@ -42,7 +51,15 @@ export interface CorrelatorOptions {
   maxPendingSynAcks: number;
   /** span links kept per connection end (inspect.traceparent); the rest are counted in droppedLinks. Default 32. */
   maxLinksPerSpan?: number;
+  /** an open end gets a checkpoint every this many ms from its start (checkpoint()); 0 or absent: none */
+  checkpointMs?: number;
 }
+
+/**
+ * Reads the kernel's lives (capture/lives-reader.ts through decode/event.ts decodeLife): hands
+ * `visit` the open life of each of these cookies found, decoded; the event is reused after the call.
+ */
+export type LifeReader = (cookies: ReadonlyMap<number, unknown>, visit: (life: KernelEvent) => void) => void;
 
 export const DEFAULT_MAX_LINKS_PER_SPAN = 32;
 
@@ -101,11 +118,19 @@ export interface Correlator {
   endLostCloses(stillOpen: (cookie: number) => boolean, nowMonoNs: number): number;
   /** Shutdown: emits every connection, open ones as incomplete ending at nowMonoNs. Safe to call twice. */
   flush(nowMonoNs: number): void;
+  /**
+   * Makes the checkpoints due at nowMonoNs (checkpointMs), reading the ends' lives with `read`,
+   * and hands them to the checkpoint sink. Returns how many it made. Never throws.
+   */
+  checkpoint(nowMonoNs: number, read: LifeReader): number;
+  /** Visits every open end: its kind, family and start (CLOCK_MONOTONIC ns). */
+  openEnds(visit: (kind: ConnectionKind, family: 'ipv4' | 'ipv6', startNs: number) => void): void;
   stats(): CorrelatorStats;
 }
 
-export function createCorrelator(opts: CorrelatorOptions, sink: (rec: ConnectionRecord) => void): Correlator {
-  return new CorrelatorImpl(opts, sink);
+export function createCorrelator(opts: CorrelatorOptions, sink: (rec: ConnectionRecord) => void,
+                                 checkpointSink?: (cp: CheckpointRecord) => void): Correlator {
+  return new CorrelatorImpl(opts, sink, checkpointSink);
 }
 
 class CorrelatorImpl implements Correlator {
@@ -129,8 +154,12 @@ class CorrelatorImpl implements Correlator {
   private _evicted = 0;
   private _closesLost = 0;
   private readonly _dropped: Record<EventDropReason, number>;
+  private readonly _checkpointNs: number;
+  private readonly _checkpointSink: ((cp: CheckpointRecord) => void) | undefined;
+  /** the ends due in the current checkpoint round, by cookie (reused) */
+  private readonly _due = new Map<number, Conn>();
 
-  constructor(opts: CorrelatorOptions, sink: (rec: ConnectionRecord) => void) {
+  constructor(opts: CorrelatorOptions, sink: (rec: ConnectionRecord) => void, checkpointSink?: (cp: CheckpointRecord) => void) {
     this._maxConnections = Math.max(1, Math.floor(opts.maxConnections));
     this._maxEvents = Math.max(0, Math.floor(opts.maxEventsPerSpan));
     this._maxLinks = Math.max(0, Math.floor(opts.maxLinksPerSpan ?? DEFAULT_MAX_LINKS_PER_SPAN));
@@ -139,6 +168,50 @@ class CorrelatorImpl implements Correlator {
     this._sink = sink;
     this._evictedRing = new Array<number>(Math.max(1024, Math.min(this._maxConnections, 65536))).fill(-1);
     this._dropped = Object.fromEntries(EVENT_DROP_REASONS.map((r) => [r, 0])) as Record<EventDropReason, number>;
+    this._checkpointNs = checkpointSink !== undefined ? Math.max(0, opts.checkpointMs ?? 0) * 1e6 : 0;
+    this._checkpointSink = checkpointSink;
+  }
+
+  checkpoint(nowMonoNs: number, read: LifeReader): number {
+    const interval = this._checkpointNs;
+    if (interval <= 0) return 0;
+    const due = this._due;
+    let made = 0;
+    try {
+      // the oldest tracked first: stop at the first end tracked less than an interval ago
+      const limit = nowMonoNs - interval;
+      for (const c of this._conns.values()) {
+        if (c.trackedNs > limit) break;
+        if (c.phase === OPEN && c.checkpointDueNs <= nowMonoNs) due.set(c.cookie, c);
+      }
+      if (due.size === 0) return 0;
+      read(due, (life) => {
+        const c = due.get(life.cookie);
+        const cp = c !== undefined ? checkpointOf(c, life, nowMonoNs) : undefined;
+        if (cp === undefined) return;
+        made++;
+        try {
+          this._checkpointSink!(cp);
+        } catch {
+          this._dropped.sink_error++;
+        }
+      });
+      // the next one an interval later, also for the ends whose life was not found
+      for (const c of due.values()) {
+        while (c.checkpointDueNs <= nowMonoNs) c.checkpointDueNs += interval;
+      }
+    } catch {
+      this._dropped.internal_error++;
+    } finally {
+      due.clear();
+    }
+    return made;
+  }
+
+  openEnds(visit: (kind: ConnectionKind, family: 'ipv4' | 'ipv6', startNs: number) => void): void {
+    for (const c of this._conns.values()) {
+      if (c.phase === OPEN) visit(CONNECTION_KINDS[c.kind]!, c.family === AF_INET ? 'ipv4' : 'ipv6', c.startNs);
+    }
   }
 
   onEvent(e: KernelEvent): void {
@@ -319,6 +392,8 @@ class CorrelatorImpl implements Correlator {
 
   private _track(c: Conn, nowNs: number): void {
     if (this._conns.size >= this._maxConnections) this._makeRoom(nowNs);
+    c.trackedNs = nowNs;
+    if (this._checkpointNs > 0) c.checkpointDueNs = c.startNs + this._checkpointNs;
     this._conns.set(c.cookie, c);
   }
 

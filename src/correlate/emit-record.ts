@@ -6,7 +6,7 @@ import {
 } from './close-rules.js';
 import {
   CLIENT, F_EVICTED, F_HAS_ISN, F_HAS_PID, F_HAS_STATS, F_INCOMPLETE, F_LOSS, F_LOSS_SUSPECT,
-  F_OPEN_BEFORE_START, F_PEER_FIN, UNKNOWN, type Conn,
+  F_OPEN_BEFORE_START, F_PEER_FIN, UNKNOWN, type Conn, type EndIdentity,
 } from './conn.js';
 import type { ConnectionKind, ConnectionRecord } from './connection-record.js';
 import { errnoName } from './errno.js';
@@ -14,8 +14,40 @@ import { unpackEvents } from './span-events.js';
 import { protocolOf } from './conn-inspect.js';
 import { randomTraceIdentity, traceIdentityFromIsn } from './trace-id.js';
 
-const CONNECTION_KINDS: readonly ConnectionKind[] = ['unknown', 'client', 'server'];
+/** ConnectionKind by Conn.kind */
+export const CONNECTION_KINDS: readonly ConnectionKind[] = ['unknown', 'client', 'server'];
 const cut = [0];
+
+/**
+ * The end's span ids: from its ISNs when it was seen established (both ends compute the same,
+ * trace-id.ts), else random. Random ones are made once and kept on the end, so checkpoints made
+ * while it is open (checkpoint.ts) and its final span share them.
+ */
+export function endIdentity(c: Conn, keep = false): EndIdentity {
+  if (c.ids !== undefined) return c.ids;
+  if (c.kind !== UNKNOWN && (c.flags & F_HAS_ISN) !== 0) {
+    const client = c.kind === CLIENT;
+    const local = c.isnLocal >>> 0, peer = c.isnPeer >>> 0;
+    const id = traceIdentityFromIsn(client ? local : peer, client ? peer : local);
+    return { traceId: id.traceId, spanId: client ? id.clientSpanId : id.serverSpanId, parentSpanId: client ? undefined : id.clientSpanId };
+  }
+  const id = randomTraceIdentity();
+  const ids: EndIdentity = { traceId: id.traceId, spanId: id.spanId, parentSpanId: undefined };
+  if (keep) c.ids = ids; // a checkpoint asks first: later ones and the final span use these
+  return ids;
+}
+
+/** The end's addresses as its records carry them. */
+export function recordTuple(c: Conn): Pick<ConnectionRecord, 'family' | 'localAddress' | 'localPort' | 'peerAddress' | 'peerPort' | 'netns'> {
+  return {
+    family: c.family === AF_INET ? 'ipv4' : 'ipv6',
+    localAddress: formatAddress(c.family, c.l0 >>> 0, c.l1 >>> 0, c.l2 >>> 0, c.l3 >>> 0),
+    localPort: c.lport,
+    peerAddress: formatAddress(c.family, c.r0 >>> 0, c.r1 >>> 0, c.r2 >>> 0, c.r3 >>> 0),
+    peerPort: c.rport,
+    netns: c.netns >>> 0,
+  };
+}
 
 /** The record of a finished connection end; at most `maxEvents` span events. */
 export function toRecord(c: Conn, maxEvents: number): ConnectionRecord {
@@ -31,19 +63,7 @@ export function toRecord(c: Conn, maxEvents: number): ConnectionRecord {
   // an end that never closed while records were being lost: its CLOSE may be one of them
   const lost = (f & F_LOSS) !== 0 || ((f & F_INCOMPLETE) !== 0 && (f & F_LOSS_SUSPECT) !== 0);
 
-  let traceId: string, spanId: string, parentSpanId: string | undefined;
-  if (known && (f & F_HAS_ISN) !== 0) {
-    const client = c.kind === CLIENT;
-    const local = c.isnLocal >>> 0, peer = c.isnPeer >>> 0;
-    const id = traceIdentityFromIsn(client ? local : peer, client ? peer : local);
-    traceId = id.traceId;
-    spanId = client ? id.clientSpanId : id.serverSpanId;
-    parentSpanId = client ? undefined : id.clientSpanId;
-  } else {
-    const id = randomTraceIdentity();
-    traceId = id.traceId;
-    spanId = id.spanId;
-  }
+  const { traceId, spanId, parentSpanId } = endIdentity(c);
   const events = unpackEvents(c.events, c.trans, maxEvents, cut);
 
   const rec: ConnectionRecord = {
@@ -86,6 +106,7 @@ export function toRecord(c: Conn, maxEvents: number): ConnectionRecord {
     events,
     droppedEvents: c.droppedEvents + c.transNotKept + cut[0]!,
   };
+  if (c.checkpoint !== undefined) rec.checkpointed = { count: c.checkpoint.count, ...c.checkpoint.totals };
   const x = c.inspect;
   if (x !== undefined) {
     if (x.links.length > 0 || x.droppedLinks > 0) {

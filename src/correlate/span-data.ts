@@ -73,8 +73,11 @@
 import { NETWORK_TRANSPORT_VALUE_TCP, NETWORK_TYPE_VALUE_IPV4, NETWORK_TYPE_VALUE_IPV6 } from '@opentelemetry/semantic-conventions';
 import type { AttributeValue, CloseReason, ConnectionRecord, SpanLinkData } from './connection-record.js';
 import { isErrorClose } from './close-rules.js';
+import type { CheckpointRecord } from './checkpoint.js';
 
 export const SPAN_NAME = 'tcp.connection';
+/** A checkpoint of an end still open (correlator.checkpointMs): a child of its `tcp.connection` span. */
+export const CHECKPOINT_SPAN_NAME = 'tcp.connection.checkpoint';
 
 /** Unix-epoch time as [seconds, nanoseconds], the SDK's HrTime: exact with Numbers. */
 export type HrTime = [number, number];
@@ -91,7 +94,7 @@ export interface SpanData {
   kind: 'client' | 'server' | 'internal';
   traceId: string;
   spanId: string;
-  /** present on server spans only */
+  /** present on server spans and checkpoints only */
   parentSpanId?: string;
   /** W3C tracestate, present when sampling kept the span (`ot=th:…`, pipeline/sampler.ts) */
   traceState?: string;
@@ -222,6 +225,59 @@ export function toSpanData(rec: ConnectionRecord, off: EpochOffset, traceState?:
     span.links = rec.links;
     span.droppedLinksCount = rec.droppedLinks ?? 0;
   }
+  return span;
+}
+
+/**
+ * The span of one checkpoint of an open end (README "Checkpoints of long-lived connections"):
+ * kind internal, a child of the end's `tcp.connection` span in its trace, from the previous
+ * checkpoint (or the end's start) to now. Its counts are the interval's under the final span's
+ * names, and the totals so far under the same names with `.total`; the RTT of the interval is the
+ * mean of its samples (their minimum and maximum are the final span's, over the whole life).
+ */
+export function toCheckpointSpanData(cp: CheckpointRecord, off: EpochOffset, traceState?: string): SpanData {
+  const i = cp.interval, t = cp.totals;
+  const a: Record<string, AttributeValue> = {
+    'network.transport': NETWORK_TRANSPORT_VALUE_TCP,
+    'network.type': cp.family === 'ipv4' ? NETWORK_TYPE_VALUE_IPV4 : NETWORK_TYPE_VALUE_IPV6,
+    'network.local.address': cp.localAddress,
+    'network.local.port': cp.localPort,
+    'network.peer.address': cp.peerAddress,
+    'network.peer.port': cp.peerPort,
+    'network.connection.state': cp.state,
+    'tcpspan.checkpoint.sequence': cp.sequence,
+    'tcp.bytes.sent': i.bytesSent,
+    'tcp.bytes.received': i.bytesReceived,
+    'tcp.segments.sent': i.segmentsSent,
+    'tcp.segments.received': i.segmentsReceived,
+    'tcp.retransmits': i.retransmits,
+    'tcp.rtt.samples': i.rttSamples,
+    'tcp.bytes.sent.total': t.bytesSent,
+    'tcp.bytes.received.total': t.bytesReceived,
+    'tcp.segments.sent.total': t.segmentsSent,
+    'tcp.segments.received.total': t.segmentsReceived,
+    'tcp.retransmits.total': t.retransmits,
+    'tcpspan.netns': cp.netns,
+    'tcpspan.socket.cookie': cp.cookie,
+  };
+  if (i.rttSamples > 0) a['tcp.rtt.avg'] = i.rttSumUs / i.rttSamples / 1e6;
+  if (cp.srttUs !== undefined) a['tcp.rtt.smoothed'] = cp.srttUs / 1e6;
+  if (cp.pid !== undefined) a['process.pid'] = cp.pid;
+  if (cp.executableName !== undefined) a['process.executable.name'] = cp.executableName;
+  const span: SpanData = {
+    name: CHECKPOINT_SPAN_NAME,
+    kind: 'internal',
+    traceId: cp.traceId,
+    spanId: cp.spanId,
+    parentSpanId: cp.parentSpanId,
+    startTime: monoToHrTime(cp.startNs, off),
+    endTime: monoToHrTime(cp.endNs, off),
+    attributes: a,
+    events: [],
+    droppedEventsCount: 0,
+    status: { code: 'unset' },
+  };
+  if (traceState !== undefined) span.traceState = traceState;
   return span;
 }
 

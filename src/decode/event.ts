@@ -1,7 +1,7 @@
 // Decodes the kernel's records (bpf/tcpspan.h: tcpspan_conn, tcpspan_event) straight
 // from ring-buffer memory into a reused object: no allocation per record on the hot path.
 import { endianness } from 'node:os';
-import { CONN_LAYOUT, EVENT_LAYOUT, MAX_TRANSITIONS, PAYLOAD_LAYOUT, PAYLOAD_MAX } from './wire-layout.js';
+import { CONN_LAYOUT, EVENT_LAYOUT, LIFE_LAYOUT, MAX_TRANSITIONS, PAYLOAD_LAYOUT, PAYLOAD_MAX } from './wire-layout.js';
 
 export { Life, MAX_TRANSITIONS, PayloadDir, PayloadWhat } from './wire-layout.js';
 
@@ -248,6 +248,20 @@ export function decodeEvent(m: RecordMemory, off: number, out: KernelEvent): voi
   out.seq = u32[w + wSeq]!;
   out.segs = u16[h + hSegs]!;
   out.tcpFlags = u8[off + bTcpFlags]!;
+}
+
+const wLifeClosed = LIFE_LAYOUT.fields.closed.offset >> 2;
+
+/**
+ * Fills `out` from a life as the kernel keeps it in the `lives` map (struct sock_info at byte
+ * offset `off`), for checkpoints: the head and the connection fields, as a record of kind 0
+ * (ts_ns is 0 there: the kernel stamps records, not lives). False when the life has sent its
+ * Close record already (its end is closing: its Close is in the ring or handled).
+ */
+export function decodeLife(m: RecordMemory, off: number, out: KernelEvent): boolean {
+  decodeEvent(m, off, out); // kind 0: the head alone
+  decodeConn(m, off, out);
+  return m.u32[(off >> 2) + wLifeClosed] === 0;
 }
 
 function decodePayload(m: RecordMemory, off: number, out: KernelEvent): void {

@@ -60,6 +60,20 @@ export const CONN_LAYOUT = {
   },
 } as const satisfies LayoutSpec<string>;
 
+/**
+ * struct sock_info (bpf/tcpspan.bpf.c): a value of the `lives` map, the life as the kernel keeps
+ * it: the tcpspan_conn it sends at Open and Close, then what only the kernel needs. Checkpoints
+ * read it from the map (capture/lives-map.ts); its head's ts_ns and kind are not filled there.
+ */
+export const LIFE_LAYOUT = {
+  size: 256,
+  fields: {
+    c: f(0, 248),
+    closed: f(248, 4),
+    inspected: f(252, 4),
+  },
+} as const satisfies LayoutSpec<string>;
+
 /** struct tcpspan_event: a rare event of a socket (retransmit, reset, error). */
 export const EVENT_LAYOUT = {
   size: 88,
@@ -168,6 +182,7 @@ export const MAX_CIDRS = 16;
 /** The structs checked, by their C name. */
 export const WIRE_STRUCTS: Record<string, LayoutSpec<string>> = {
   tcpspan_conn: CONN_LAYOUT,
+  sock_info: LIFE_LAYOUT,
   tcpspan_event: EVENT_LAYOUT,
   tcpspan_payload: PAYLOAD_LAYOUT,
   tcpspan_counters: COUNTERS_LAYOUT,

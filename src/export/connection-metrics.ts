@@ -6,11 +6,17 @@
 // than encoding the span. Here an end adds to a slot chosen by three small indexes
 // (kind, network type, close reason): a few array writes, no allocation. Temporality
 // is cumulative, as the SDK's instruments report by default.
+//
+// Open connections: tcp.connection.bytes counts each checkpoint's interval (correlator.checkpointMs)
+// and, at close, what the end did after its last checkpoint, so its rate includes ends still
+// open. tcp.connection.open.age is built at each collection from the ends open then (a snapshot:
+// each export starts its own time window, so a backend replaces the last one rather than adding).
 import { ValueType, type Attributes, type HrTime } from '@opentelemetry/api';
 import { hrTime } from '@opentelemetry/core';
 import { AggregationTemporality, DataPointType, type CollectionResult, type MetricData, type MetricProducer } from '@opentelemetry/sdk-metrics';
 import type { Resource } from '@opentelemetry/resources';
 import type { CloseReason, ConnectionKind, ConnectionRecord } from '../correlate/connection-record.js';
+import type { CheckpointRecord } from '../correlate/checkpoint.js';
 import { METRICS, type MetricSpec } from './metric-names.js';
 
 const KINDS: readonly ConnectionKind[] = ['client', 'server', 'unknown'];
@@ -56,9 +62,16 @@ class Histograms {
   }
 }
 
+/** Visits every open end: kind, family and start (CLOCK_MONOTONIC ns). */
+export type OpenEnds = (visit: (kind: ConnectionKind, family: 'ipv4' | 'ipv6', startNs: number) => void) => void;
+
 export interface ConnectionMetrics {
   /** One finished connection end. Never throws. */
   record(rec: ConnectionRecord): void;
+  /** One checkpoint of an open end. Never throws. */
+  recordCheckpoint(cp: CheckpointRecord): void;
+  /** Where the open ends' ages come from at each collection (the bridge), and the monotonic clock now (ns). */
+  observeOpen(ends: OpenEnds, nowMonoNs: () => number): void;
   /** For the metric reader (PeriodicExportingMetricReader's metricProducers). */
   readonly producer: MetricProducer;
 }
@@ -68,6 +81,10 @@ export function createConnectionMetrics(resource: Resource): ConnectionMetrics {
   const durationSpec = spec('tcp.connection.duration'), handshakeSpec = spec('tcp.connection.handshake.duration');
   const rttSpec = spec('tcp.connection.rtt'), retransSpec = spec('tcp.connection.retransmits');
   const closedSpec = spec('tcp.connections.closed');
+  const bytesSpec = spec('tcp.connection.bytes'), ageSpec = spec('tcp.connection.open.age');
+  const bytes = new Float64Array(N_BASE * 2); // [slot * 2]: transmit, [slot * 2 + 1]: receive
+  let openEnds: OpenEnds | undefined;
+  let nowMono: () => number = () => 0;
   const duration = new Histograms(durationSpec.buckets!, N_REASON);
   const handshake = new Histograms(handshakeSpec.buckets!, N_BASE);
   const rtt = new Histograms(rttSpec.buckets!, N_BASE);
@@ -87,16 +104,26 @@ export function createConnectionMetrics(resource: Resource): ConnectionMetrics {
   }
 
   const descriptor = (m: MetricSpec) => ({ name: m.name, description: m.description, unit: m.unit, valueType: ValueType.DOUBLE });
-  const histogram = (m: MetricSpec, h: Histograms, attrs: Attributes[], endTime: HrTime): MetricData => ({
+  const histogram = (m: MetricSpec, h: Histograms, attrs: Attributes[], endTime: HrTime, start: HrTime = startTime): MetricData => ({
     descriptor: descriptor(m), aggregationTemporality: AggregationTemporality.CUMULATIVE, dataPointType: DataPointType.HISTOGRAM,
     dataPoints: attrs.flatMap((attributes, slot) => (h.n[slot]! > 0 ? [{
-      startTime, endTime, attributes,
+      startTime: start, endTime, attributes,
       value: {
         buckets: { boundaries: [...h.boundaries], counts: h.bucketCounts(slot) },
         sum: h.sum[slot]!, count: h.n[slot]!, min: h.min[slot]!, max: h.max[slot]!,
       },
     }] : [])),
   });
+  const withDirection: Attributes[] = base.flatMap((b) => [{ ...b, 'network.io.direction': 'transmit' }, { ...b, 'network.io.direction': 'receive' }]);
+  const baseSlot = (kind: ConnectionKind, family: 'ipv4' | 'ipv6') => KIND_INDEX[kind] * FAMILIES.length + (family === 'ipv4' ? 0 : 1);
+  const openAges = (endTime: HrTime): MetricData | undefined => {
+    if (openEnds === undefined) return undefined;
+    const ages = new Histograms(ageSpec.buckets!, N_BASE);
+    const now = nowMono();
+    openEnds((kind, family, startNs) => ages.record(baseSlot(kind, family), Math.max(0, now - startNs) / 1e9));
+    // a snapshot: each export its own window (start = end), which a backend takes as a reset
+    return histogram(ageSpec, ages, base, endTime, endTime);
+  };
   const counter = (m: MetricSpec, values: Float64Array, attrs: Attributes[], endTime: HrTime): MetricData => ({
     descriptor: { ...descriptor(m), valueType: ValueType.INT }, aggregationTemporality: AggregationTemporality.CUMULATIVE,
     dataPointType: DataPointType.SUM, isMonotonic: true,
@@ -113,9 +140,26 @@ export function createConnectionMetrics(resource: Resource): ConnectionMetrics {
         if (rec.handshakeNs !== undefined) handshake.record(b, rec.handshakeNs / 1e9);
         if (rec.rtt) rtt.record(b, rec.rtt.avgUs / 1e6);
         if (rec.retransmits) retransmits[b] += rec.retransmits;
+        // what the end did after its last checkpoint (all of it without one)
+        const cp = rec.checkpointed;
+        if (rec.bytesSent !== undefined) bytes[2 * b] += Math.max(0, rec.bytesSent - (cp?.bytesSent ?? 0));
+        if (rec.bytesReceived !== undefined) bytes[2 * b + 1] += Math.max(0, rec.bytesReceived - (cp?.bytesReceived ?? 0));
       } catch {
         // metrics must never stop spans
       }
+    },
+    recordCheckpoint(cp) {
+      try {
+        const b = baseSlot(cp.kind, cp.family);
+        bytes[2 * b] += cp.interval.bytesSent;
+        bytes[2 * b + 1] += cp.interval.bytesReceived;
+      } catch {
+        // metrics must never stop spans
+      }
+    },
+    observeOpen(ends, now) {
+      openEnds = ends;
+      nowMono = now;
     },
     producer: {
       async collect(): Promise<CollectionResult> {
@@ -126,6 +170,8 @@ export function createConnectionMetrics(resource: Resource): ConnectionMetrics {
           histogram(rttSpec, rtt, base, endTime),
           counter(retransSpec, retransmits, base, endTime),
           counter(closedSpec, closed, withReason, endTime),
+          counter(bytesSpec, bytes, withDirection, endTime),
+          ...(openEnds !== undefined ? [openAges(endTime)!] : []),
         ].filter((m) => m.dataPoints.length > 0);
         return { resourceMetrics: { resource, scopeMetrics: metrics.length ? [{ scope: { name: 'tcpspan' }, metrics }] : [] }, errors: [] };
       },

@@ -25,6 +25,9 @@ export const METRICS: readonly MetricSpec[] = [
   { name: 'tcp.connection.rtt', type: 'histogram', unit: 's', description: 'Average smoothed RTT of each TCP connection', attributes: KIND_TYPE, buckets: RTT_BUCKETS },
   { name: 'tcp.connection.retransmits', type: 'counter', unit: '{segment}', description: 'TCP segments retransmitted (the kernel\'s count)', attributes: KIND_TYPE },
   { name: 'tcp.connections.closed', type: 'counter', unit: '{connection}', description: 'TCP connection ends closed, by kind and close reason', attributes: [...KIND_TYPE, 'tcp.close.reason'] },
+  // open connections (correlator.checkpointMs): counted before they close
+  { name: 'tcp.connection.bytes', type: 'counter', unit: 'By', description: 'Payload bytes of TCP connection ends, counted at each checkpoint of an open end and at its close (rate: bytes/s, open ends included)', attributes: [...KIND_TYPE, 'network.io.direction'] },
+  { name: 'tcp.connection.open.age', type: 'histogram', unit: 's', description: 'Ages of the TCP connection ends open at the collection (a snapshot per collection, not a running total: query it without rate())', attributes: KIND_TYPE, buckets: DURATION_BUCKETS },
   // tcpspan's own health (bridge-metrics.ts)
   { name: 'tcp.connections.opened', type: 'counter', unit: '{connection}', description: 'TCP connection ends seen', attributes: [] },
   { name: 'tcp.connections.active', type: 'updowncounter', unit: '{connection}', description: 'TCP connection ends open now', attributes: [] },

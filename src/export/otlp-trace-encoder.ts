@@ -316,7 +316,8 @@ function span(w: ProtoWriter, s: SpanData): void {
     w.varint(STATUS_ERROR);
   }
   w.end(st);
-  w.fixed32(16, FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | (s.parentSpanId !== undefined ? FLAG_IS_REMOTE : 0));
+  // a server span's parent is the client end's span, maybe on another host; a checkpoint's is its own end's (local)
+  w.fixed32(16, FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | (s.parentSpanId !== undefined && s.kind === 'server' ? FLAG_IS_REMOTE : 0));
   w.end(at);
 }
 

@@ -39,7 +39,7 @@ export function toReadableSpan(d: SpanData, resource: Resource, scope: Instrumen
     spanContext: () => ctx,
     parentSpanContext: d.parentSpanId === undefined
       ? undefined
-      : { traceId: d.traceId, spanId: d.parentSpanId, traceFlags: TraceFlags.SAMPLED, isRemote: true },
+      : { traceId: d.traceId, spanId: d.parentSpanId, traceFlags: TraceFlags.SAMPLED, isRemote: d.kind === 'server' },
     startTime: d.startTime,
     endTime: d.endTime,
     duration: hrDuration(d.startTime, d.endTime),

@@ -1,12 +1,14 @@
 // The bridge: kernel ring -> decoder -> correlator -> attribution -> (metrics, sampler) -> span
-// sinks, and its orderly shutdown.
+// sinks, and its orderly shutdown. With correlator.checkpointMs, also: a timer -> the kernel's
+// lives map -> decoder -> correlator -> checkpoint spans, along the same stages.
 import type { Capture, Counters } from '../capture/probes.js';
 import { createRingPoller, type RingPoller } from '../capture/ring-poller.js';
-import { decodeEvent, EventFlag, isConnRecord, newKernelEvent, type RecordMemory } from '../decode/event.js';
-import { createCorrelator, type Correlator, type CorrelatorOptions } from '../correlate/correlator.js';
-import type { ConnectionRecord } from '../correlate/connection-record.js';
+import { decodeEvent, decodeLife, EventFlag, isConnRecord, newKernelEvent, type RecordMemory } from '../decode/event.js';
+import { createCorrelator, type Correlator, type CorrelatorOptions, type LifeReader } from '../correlate/correlator.js';
+import type { CheckpointRecord } from '../correlate/checkpoint.js';
+import type { ConnectionKind, ConnectionRecord } from '../correlate/connection-record.js';
 import type { Attributor } from '../attribute/cgroup-attribution.js';
-import { epochOffset, toSpanData, type EpochOffset, type SpanData } from '../correlate/span-data.js';
+import { epochOffset, toCheckpointSpanData, toSpanData, type EpochOffset, type SpanData } from '../correlate/span-data.js';
 import type { Clock } from '../decode/format.js';
 import type { HealthSources } from '../export/bridge-metrics.js';
 import type { SpanSpoolStats } from '../export/span-export-queue.js';
@@ -22,6 +24,8 @@ export interface SpanSink {
   accept(rec: ConnectionRecord, span: SpanData): void;
   /** A detection (tcp.port_scan, tcp.syn_flood: INTERNAL, no connection behind it); never throws. */
   acceptDetection?(span: SpanData): void;
+  /** A checkpoint of an open end (correlator.checkpointMs); a sink without it shows finished ends only (console lines). */
+  acceptCheckpoint?(cp: CheckpointRecord, span: SpanData): void;
   /** Delivers what it holds within the deadline; the rest is counted as dropped. */
   shutdown(deadlineMs: number): Promise<void>;
   /** True while it cannot take more without refusing it (its export queue is full). */
@@ -47,6 +51,8 @@ export interface BridgeOptions {
   attributor?: Attributor;
   /** Called for each finished connection end (metrics), before sampling: every end is counted. */
   onRecord?: (rec: ConnectionRecord) => void;
+  /** Called for each checkpoint of an open end (metrics), before sampling. */
+  onCheckpoint?: (cp: CheckpointRecord) => void;
   /** Which ends become spans (sampling.ratio < 1); none: every end does. */
   sampler?: Sampler;
   /** Port scan and SYN flood detection (detect.enabled): fed every record, ticked on a timer. */
@@ -65,7 +71,11 @@ export interface BridgeSummary {
   lostEvents: Record<string, number>;
   /** connection ends finished, sampled out or not */
   spans: number;
-  /** of those, the ends sampling left out (no span made; not a loss); present when a sampler ran */
+  /** checkpoints of open ends made (correlator.checkpointMs), sampled out or not; absent: none */
+  checkpoints?: number;
+  /** reads of the kernel's lives map for checkpoints that failed (those checkpoints were not made) */
+  checkpointReadsFailed?: number;
+  /** of those and the checkpoints, the spans sampling left out (none made; not a loss); present when a sampler ran */
   sampledOut?: number;
   exported: Record<string, number>;
   dropped: Record<string, number>;
@@ -89,6 +99,8 @@ export interface Bridge {
    * ended) at the same time, all within `deadlineMs` of the call. Idempotent.
    */
   stop(deadlineMs: number, alongside?: () => Promise<void>): Promise<BridgeSummary>;
+  /** Visits every open end (metrics of open connections): its kind, family and start (CLOCK_MONOTONIC ns). */
+  openEnds(visit: (kind: ConnectionKind, family: 'ipv4' | 'ipv6', startNs: number) => void): void;
 }
 
 export function createBridge(opts: BridgeOptions): Bridge {
@@ -113,6 +125,10 @@ class RingBridge implements Bridge {
   private readonly _event = newKernelEvent();
   private _received = 0;
   private _spans = 0;
+  private _checkpoints = 0;
+  private _checkpointReadsFailed = 0;
+  private _checkpointTimer: NodeJS.Timeout | undefined;
+  private readonly _readLives: LifeReader | undefined;
   private _ringbufFull = 0;
   private _lastLossCheck = 0;
   private _stopping: Promise<BridgeSummary> | undefined;
@@ -126,7 +142,17 @@ class RingBridge implements Bridge {
 
   constructor(private readonly _opts: BridgeOptions) {
     this._epoch = epochOffset(_opts.clock.toEpochNs);
-    this._correlator = createCorrelator(_opts.correlator, (rec) => this._emit(rec));
+    const readLives = _opts.capture.readLives?.bind(_opts.capture);
+    const checkpoints = (_opts.correlator.checkpointMs ?? 0) > 0 && readLives !== undefined;
+    this._correlator = createCorrelator(_opts.correlator, (rec) => this._emit(rec),
+      checkpoints ? (cp) => this._emitCheckpoint(cp) : undefined);
+    if (checkpoints) {
+      const life = newKernelEvent();
+      this._readLives = (cookies, visit) => {
+        const read = readLives(cookies, (m, off) => { if (decodeLife(m, off, life)) visit(life); });
+        if (read.error !== 0) this._checkpointReadsFailed++;
+      };
+    }
     const services = _opts.services;
     const detector = _opts.detector;
     this._handle = (m, off) => {
@@ -170,6 +196,18 @@ class RingBridge implements Bridge {
       this._detectTimer = setInterval(() => this._emitDetections(detector.tick(nowMono())), DETECT_TICK_MS);
       this._detectTimer.unref();
     }
+    const read = this._readLives;
+    if (read !== undefined) {
+      // checkpoints are due per end, from its start: look a few times per interval, at most each second
+      const every = Math.min(1000, Math.max(10, Math.round(this._opts.correlator.checkpointMs! / 20)));
+      // behind on exports: no checkpoint now (the queue would refuse it); the next one covers this interval too
+      this._checkpointTimer = setInterval(() => { if (!this._sinksSaturated()) this._correlator.checkpoint(nowMono(), read); }, every);
+      this._checkpointTimer.unref();
+    }
+  }
+
+  openEnds(visit: (kind: ConnectionKind, family: 'ipv4' | 'ipv6', startNs: number) => void): void {
+    this._correlator.openEnds(visit);
   }
 
   private _emitDetections(spans: SpanData[]): void {
@@ -260,6 +298,26 @@ class RingBridge implements Bridge {
     for (const sink of this._opts.sinks) sink.accept(rec, span);
   }
 
+  private _emitCheckpoint(cp: CheckpointRecord): void {
+    this._checkpoints++;
+    this._opts.attributor?.attribute(cp);
+    this._opts.onCheckpoint?.(cp); // the metrics count every checkpoint's bytes, sampled out or not
+    const sampler = this._opts.sampler;
+    let traceState: string | undefined;
+    if (sampler !== undefined) {
+      // the ratio's decision of the end's trace, or a rule the open end already shows
+      const reason = sampler.decideOpen({ traceId: cp.traceId, retransmits: cp.totals.retransmits, handshakeNs: cp.handshakeNs });
+      if (reason === undefined) return;
+      traceState = sampler.traceState(reason);
+    }
+    const span = toCheckpointSpanData(cp, this._epoch, traceState);
+    const services = this._opts.services;
+    const service = services !== undefined && cp.pid !== undefined ? services.lookup(cp.pid) : undefined;
+    const owner = this._owners.of(service, cp.containerId, cp.podUid);
+    if (owner !== undefined) span.owner = owner;
+    for (const sink of this._opts.sinks) sink.acceptCheckpoint?.(cp, span);
+  }
+
   private _sinksSaturated(): boolean {
     for (const sink of this._opts.sinks) if (sink.saturated?.()) return true;
     return false;
@@ -298,6 +356,7 @@ class RingBridge implements Bridge {
     if (this._sweepTimer) clearTimeout(this._sweepTimer);
     if (this._lossTimer) clearInterval(this._lossTimer);
     if (this._detectTimer) clearInterval(this._detectTimer);
+    if (this._checkpointTimer) clearInterval(this._checkpointTimer);
     await this._poller.stop();
     while (this._drain() > 0); // what the kernel already wrote
     this._checkLoss(nowMono());
@@ -312,6 +371,8 @@ class RingBridge implements Bridge {
       kernelCounters: counters,
       lostEvents: nonZero({ ringbuf_full: counters.ringbufFull, in_transit: Math.max(0, counters.submitted - this._received) }),
       spans: this._spans,
+      ...(this._checkpoints > 0 && { checkpoints: this._checkpoints }),
+      ...(this._checkpointReadsFailed > 0 && { checkpointReadsFailed: this._checkpointReadsFailed }),
       ...(this._opts.sampler && { sampledOut: this._opts.sampler.sampledOut() }),
       exported: Object.fromEntries(sinks.map((s) => [s.name, s.exported()])),
       dropped: this._dropped(),

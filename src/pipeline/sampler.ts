@@ -97,12 +97,29 @@ export function keepReason(end: SampledEnd, rule: SamplingRule): KeepReason | un
   return randomnessReaches(end.traceId, rule.threshold) ? 'ratio' : undefined;
 }
 
+/** What the rules read of an end still open (a checkpoint): no close yet, so no error. */
+export type OpenEnd = Pick<ConnectionRecord, 'traceId' | 'retransmits' | 'handshakeNs'>;
+
+/**
+ * Why a checkpoint of an open end is kept, or undefined. The rules that an open end can already
+ * show (retransmits so far, a slow handshake) and the ratio, as keepReason: each only grows
+ * true, so the final span of an end whose checkpoint was kept is kept too. Whether it will end
+ * in error is known only at close: an end kept only for that has no checkpoints before it.
+ */
+export function keepReasonOpen(end: OpenEnd, rule: SamplingRule): KeepReason | undefined {
+  if (end.retransmits > 0) return 'retransmit';
+  if (rule.slowNs > 0 && end.handshakeNs !== undefined && end.handshakeNs > rule.slowNs) return 'slow_handshake';
+  return randomnessReaches(end.traceId, rule.threshold) ? 'ratio' : undefined;
+}
+
 export interface Sampler {
   /** Why this end's span is kept, or undefined when it is sampled out (counted). Never throws. */
   decide(end: SampledEnd): KeepReason | undefined;
+  /** Why a checkpoint of an open end is kept (keepReasonOpen), or undefined: sampled out (counted). Never throws. */
+  decideOpen(end: OpenEnd): KeepReason | undefined;
   /** The tracestate of a span kept for this reason. */
   traceState(reason: KeepReason): string;
-  /** Ends sampled out so far: no span was made for them (not a loss: the metrics count them). */
+  /** Spans sampled out so far, ends and checkpoints: none was made (not a loss: the metrics count them). */
   sampledOut(): number;
 }
 
@@ -117,6 +134,11 @@ export function createSampler(opts: SamplingOptions): Sampler {
   return {
     decide(end) {
       const reason = keepReason(end, rule);
+      if (reason === undefined) out++;
+      return reason;
+    },
+    decideOpen(end) {
+      const reason = keepReasonOpen(end, rule);
       if (reason === undefined) out++;
       return reason;
     },

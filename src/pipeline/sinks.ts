@@ -7,7 +7,10 @@ import { createSpanExportQueue, type BatchExporter, type SpanExportQueueOptions 
 
 export const SCOPE: InstrumentationScope = { name: 'tcpspan', version: '0.1.0' };
 
-/** One line per connection end on a stream (stdout by default), its service and container at the end when known; the header once. */
+/**
+ * One line per connection end on a stream (stdout by default), its service and container at the end when known; the header once.
+ * Finished ends only: checkpoints of open ends go to the span exporters.
+ */
 export function createConsoleSink(write: (text: string) => void): SpanSink {
   let printed = 0;
   let failed = 0;
@@ -59,6 +62,9 @@ export function createExporterSink<T>(name: string, exporter: BatchExporter<T>, 
       q.offer(() => prepare(span));
     },
     acceptDetection(span) {
+      q.offer(() => prepare(span));
+    },
+    acceptCheckpoint(_cp, span) {
       q.offer(() => prepare(span));
     },
     shutdown: (deadlineMs) => q.shutdown(deadlineMs),
