@@ -4,7 +4,10 @@
 //   {"connections":N,"seconds":S,"rate":R,"failed":F}
 //
 // Usage: connload --port P --seconds S [--addr 127.0.0.1|::1]
-//                 [--cpu N] [--server-cpu N] [--server | --client] [--http]
+//                 [--cpu N] [--server-cpu N] [--server | --client] [--http] [--rate N]
+//
+// --rate N: at most N connections a second, evenly paced (the soak's steady churn); by
+// default as fast as the core allows.
 //
 // By default the process forks its own server. --server runs only the server
 // (prints {"accepted":N,"seconds":S}), --client only the client, so the two
@@ -25,6 +28,8 @@
 enum mode { MODE_BOTH, MODE_SERVER, MODE_CLIENT };
 
 static int http_mode;
+static double rate_limit; // connections per second; 0: unlimited
+static int rate_pending;  // the next argument is --rate's value
 static const char HTTP_REQUEST[] =
     "GET /bench HTTP/1.1\r\nHost: bench\r\nUser-Agent: connload\r\n"
     "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n";
@@ -83,6 +88,15 @@ static struct client_result run_client(const struct sockaddr_storage *sa, sockle
   int first_err = 0;
   double start = now(), deadline = start + seconds, t = start;
   while (!stop && (t = now()) < deadline) {
+    if (rate_limit > 0) {
+      // paced from the start, so a slow connection is made up for rather than lost
+      double due = start + (double)(r.connections + r.failed) / rate_limit;
+      if (due > t) {
+        struct timespec ts = {(time_t)(due - t), (long)((due - t - (double)(time_t)(due - t)) * 1e9)};
+        nanosleep(&ts, NULL);
+        continue;
+      }
+    }
     int err = one_connection(sa, len);
     if (!err) { r.connections++; continue; }
     if (err == EINTR && stop) break; // interrupted by the deadline, not a failure
@@ -101,6 +115,12 @@ static void print_client(const struct client_result *r) {
 
 static int mode_flag(const char *arg, void *ctx) {
   enum mode *mode = ctx;
+  if (rate_pending) {
+    rate_pending = 0;
+    rate_limit = (double)parse_long("--rate", arg, 1, 10000000);
+    return 1;
+  }
+  if (!strcmp(arg, "--rate")) { rate_pending = 1; return 1; }
   if (!strcmp(arg, "--server")) { *mode = MODE_SERVER; return 1; }
   if (!strcmp(arg, "--client")) { *mode = MODE_CLIENT; return 1; }
   if (!strcmp(arg, "--http")) { http_mode = 1; return 1; }
@@ -109,7 +129,7 @@ static int mode_flag(const char *arg, void *ctx) {
 
 int main(int argc, char **argv) {
   loadgen_init("connload", "usage: connload --port P --seconds S [--addr 127.0.0.1|::1] "
-                           "[--cpu N] [--server-cpu N] [--server | --client] [--http]");
+                           "[--cpu N] [--server-cpu N] [--server | --client] [--http] [--rate N]");
   struct loadgen_options o;
   enum mode mode = MODE_BOTH;
   parse_args(argc, argv, &o, mode_flag, &mode);

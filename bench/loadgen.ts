@@ -33,6 +33,8 @@ export interface ConnloadOptions {
   serverCpu?: number;
   /** each connection carries one small HTTP/1.1 request with a traceparent header (connload --http) */
   http?: boolean;
+  /** at most this many connections a second, evenly paced (connload --rate); default: as fast as the core allows */
+  rate?: number;
 }
 
 export interface ConnloadResult {
@@ -68,7 +70,7 @@ export async function buildLoadgens(): Promise<LoadgenBinaries> {
 
 export async function runConnload(opts: ConnloadOptions): Promise<ConnloadResult> {
   const { connload } = await buildLoadgens();
-  const out = await runJson(connload, [...commonArgs(opts), ...(opts.http ? ['--http'] : [])], opts.seconds);
+  const out = await runJson(connload, [...commonArgs(opts), ...(opts.http ? ['--http'] : []), ...(opts.rate ? ['--rate', String(opts.rate)] : [])], opts.seconds);
   return {
     connections: numberField(out, 'connections', 'connload'),
     seconds: numberField(out, 'seconds', 'connload'),

@@ -2,6 +2,7 @@
 // bridge keeps up. Prints raw figures in one report at the end; asserts nothing.
 //
 //   npm run bench -- [--only peers,bulk,programs,bridge,overload,memory,ceiling] [--rounds N] [--seconds S] ...
+//   npm run bench -- --only soak [--soak-seconds S]     (10 minutes by default; never part of the default run)
 //
 // Placement: the load generator (client and server) runs on CPU 0; tracers, tcpspan and the
 // bench itself on CPU 1. tcpspan is driven only through its command line.
@@ -17,22 +18,28 @@ import { bulkRate, inspectProgramCost, median, probePerSegment, programCost, sid
 import { exportPathCeiling, fullRate, memoryPerConnection, overload } from './bridge-bench.js';
 import { foreignStateTracers } from './kernel-objects.js';
 import { stopAll } from './children.js';
+import { soak } from './soak.js';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const SECTIONS = ['peers', 'inspect', 'bulk', 'programs', 'bridge', 'overload', 'memory', 'ceiling'] as const;
+const SECTIONS = ['peers', 'inspect', 'bulk', 'programs', 'bridge', 'overload', 'memory', 'ceiling', 'soak'] as const;
 type Section = (typeof SECTIONS)[number];
+/** What runs without --only: everything but the soak, which takes minutes. */
+const DEFAULT_SECTIONS = SECTIONS.filter((s) => s !== 'soak');
 
 // ---------------------------------------------------------------- options: one table drives parsing and usage
 
 interface Flag { name: string; arg?: string; doc: string; default: string | boolean }
 const FLAGS: Flag[] = [
-  { name: 'only', arg: 'LIST', doc: `sections to run, comma-separated: ${SECTIONS.join(',')}`, default: SECTIONS.join(',') },
+  { name: 'only', arg: 'LIST', doc: `sections to run, comma-separated: ${SECTIONS.join(',')} (soak only when named)`, default: DEFAULT_SECTIONS.join(',') },
   { name: 'rounds', arg: 'N', doc: 'rounds of the side-by-side (every mode once a round)', default: '3' },
   { name: 'seconds', arg: 'S', doc: 'length of each connection-rate run', default: process.env['BENCH_SECONDS'] ?? '6' },
   { name: 'bridge-seconds', arg: 'S', doc: 'length of the full-rate bridge run', default: '8' },
   { name: 'overload-share', arg: 'F', doc: 'share of one core tcpspan gets during the overload (cgroup cpu bandwidth)', default: '0.25' },
   { name: 'overload-seconds', arg: 'S', doc: 'length of the overload', default: '8' },
   { name: 'memory-connections', arg: 'N', doc: 'connections held open for the memory figure (2 tracked ends each)', default: '10000' },
+  { name: 'soak-seconds', arg: 'S', doc: 'length of the soak (steady churn, memory sampled)', default: '600' },
+  { name: 'soak-rate', arg: 'N', doc: 'connections/s during the soak (2 spans each)', default: '1000' },
+  { name: 'soak-every', arg: 'S', doc: 'seconds between two memory samples of the soak', default: '10' },
   { name: 'no-install', doc: 'do not install missing peers (libbpf-tools, bpftrace) with apt-get', default: false },
   { name: 'help', doc: 'this text', default: false },
 ];
@@ -44,7 +51,7 @@ function usage(): string {
 }
 
 interface Options { only: Set<Section>; rounds: number; seconds: number; bridgeSeconds: number; overloadShare: number;
-  overloadSeconds: number; memoryConnections: number; install: boolean }
+  overloadSeconds: number; memoryConnections: number; soakSeconds: number; soakRate: number; soakEvery: number; install: boolean }
 
 function parseOptions(argv: string[]): Options | undefined {
   const { values } = parseArgs({
@@ -62,7 +69,9 @@ function parseOptions(argv: string[]): Options | undefined {
   return {
     only: new Set(only as Section[]), rounds: num('rounds', 1, 20), seconds: num('seconds', 1, 600), bridgeSeconds: num('bridge-seconds', 1, 600),
     overloadShare: num('overload-share', 0.05, 1), overloadSeconds: num('overload-seconds', 2, 600),
-    memoryConnections: num('memory-connections', 100, 19_000), install: !values['no-install'],
+    memoryConnections: num('memory-connections', 100, 19_000),
+    soakSeconds: num('soak-seconds', 30, 24 * 3600), soakRate: num('soak-rate', 1, 100_000), soakEvery: num('soak-every', 1, 600),
+    install: !values['no-install'],
   };
 }
 
@@ -267,6 +276,22 @@ async function main(): Promise<void> {
           ['ends seen closing', `${fmt(m.spans_after_close)} console spans for ${fmt(m.tracked_ends)} ends` +
             (m.spans_after_close >= m.tracked_ends ? ' (every end was tracked)' : ` (${fmt(m.tracked_ends - m.spans_after_close)} not seen within 15 s of closing)`)],
           ['fixed kernel memory', `${fmt(m.kernel_fixed_bytes / 2 ** 20, 1)} MiB (${m.kernel_maps.filter((x) => x.type !== 'sk_storage').map((x) => `${x.name} ${fmt(x.bytes_memlock / 1024, 1)} KiB`).join(', ')})`],
+        ]);
+    });
+
+    await section('soak', async () => {
+      const r = await soak(o!.soakSeconds, o!.soakRate, o!.soakEvery, progress);
+      results['soak'] = r;
+      const mib = (kb: number) => fmt(kb / 1024, 1);
+      return `Soak: tcpspan run (OTLP gRPC, CPU 1) under steady churn for ${fmt(r.seconds)} s (connload --rate ${r.rate_target}, CPU 0); ` +
+        `memory sampled every ${r.sample_every_s} s, slopes by least squares after a ${r.warmup_s} s warm-up\n` +
+        keyValues([
+          ['connections', `${fmt(r.connections)} (${fmt(r.connections_per_s)}/s)`],
+          ['spans delivered / (2 x connections)', `${fmt(r.spans_delivered)} / ${fmt(2 * r.connections)} = ${r.delivered_ratio.toFixed(4)}`],
+          ['JS heap used after GC', `${mib(r.heap_kb.first)} -> ${mib(r.heap_kb.last)} MiB (min ${mib(r.heap_kb.min)}, max ${mib(r.heap_kb.max)}); slope ${fmt(r.heap_slope_kb_per_min, 1)} KB/min`],
+          ['RSS', `${mib(r.rss_kb.first)} -> ${mib(r.rss_kb.last)} MiB (min ${mib(r.rss_kb.min)}, max ${mib(r.rss_kb.max)}); slope ${fmt(r.rss_slope_kb_per_min, 1)} KB/min`],
+          ['bridge CPU', `${r.bridge_cpu_percent_of_one_core} % of a core`],
+          ['tcpspan says', r.summary.line.replace(/^tcpspan: /, '')],
         ]);
     });
 
