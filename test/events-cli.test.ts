@@ -33,7 +33,7 @@ describe('tcpspan events', () => {
     assert.equal(closed['start_ns'], closed['transitions'][0].ts_ns);
     assert.ok(Math.abs(Date.parse(established['time']) - Date.now()) < 10_000, 'time is wall-clock time');
     const summary = JSON.parse(ev.stderr().trim().split('\n').pop()!).tcpspan_events_summary;
-    assert.deepEqual(summary, { submitted: 4, received: 4, lost: { ringbuf_full: 0, in_transit: 0 }, untracked_sockets: 0, syn_times_not_recorded: 0, handler_errors: 0 });
+    assert.deepEqual(summary, { submitted: 4, received: 4, lost: { ringbuf_full: 0, recursion_miss: 0, in_transit: 0 }, untracked_sockets: 0, syn_times_not_recorded: 0, handler_errors: 0 });
   });
 
   it('should refuse a bad flag value with one line naming it, before attaching anything', async () => {

@@ -66,7 +66,7 @@ describe('tcpspan run', function () {
     assert.equal(await run.stop(), 0);
     assert.equal(receiver.spans().length, 2000, 'exactly one span per connection end, nothing lost, nothing twice');
     assert.match(run.stderr(),
-      /stopped: (\d+) kernel events, 2000 spans \(otlp 2000\); kernel counters: submitted \1, ringbuf_full 0, sock_map_full 0, syn_map_full 0; lost kernel events 0; correlator drops: none; service lookups failed: none; spans dropped: none\n/);
+      /stopped: (\d+) kernel events, 2000 spans \(otlp 2000\); kernel counters: submitted \1, ringbuf_full 0, sock_map_full 0, syn_map_full 0, recursion_misses 0; lost kernel events 0; correlator drops: none; service lookups failed: none; spans dropped: none\n/);
 
     // every connection: a client span and a server span sharing the trace, the server a child of the client
     for (const p of ports) {

@@ -49,6 +49,8 @@ const api = {
   mapDeleteElem: fn<(fd: number, key: Buffer) => number>('int bpf_map_delete_elem(int fd, const void *key)'),
   mapLookupBatch: fn<(fd: number, inBatch: Buffer | null, outBatch: Buffer, keys: Buffer, values: Buffer, count: Buffer, opts: null) => number>(
     'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, const void *opts)'),
+  progFd: fn<(prog: Ptr) => number>('int bpf_program__fd(void *prog)'),
+  objGetInfoByFd: fn<(fd: number, info: Buffer, len: Buffer) => number>('int bpf_obj_get_info_by_fd(int bpf_fd, void *info, void *info_len)'),
   numPossibleCpus: fn<() => number>('int libbpf_num_possible_cpus()'),
   probeMapType: fn<(type: number, opts: null) => number>('int libbpf_probe_bpf_map_type(int type, const void *opts)'),
   probeProgType: fn<(type: number, opts: null) => number>('int libbpf_probe_bpf_prog_type(int type, const void *opts)'),
@@ -84,6 +86,9 @@ export const libbpf = {
   /** BPF_MAP_LOOKUP_BATCH: `count` (a u32 buffer) in: room, out: entries copied; -ENOENT after the last batch. */
   mapLookupBatch: (fd: number, inBatch: Buffer | null, outBatch: Buffer, keys: Buffer, values: Buffer, count: Buffer) =>
     api.mapLookupBatch()(fd, inBatch, outBatch, keys, values, count, null),
+  progFd: (prog: Ptr) => api.progFd()(prog),
+  /** BPF_OBJ_GET_INFO_BY_FD: `len` (a u32 buffer) in: the room in `info`, out: what the kernel filled. */
+  objGetInfoByFd: (fd: number, info: Buffer, len: Buffer) => api.objGetInfoByFd()(fd, info, len),
   numPossibleCpus: () => api.numPossibleCpus()(),
   probeMapType: (type: number) => api.probeMapType()(type, null),
   probeProgType: (type: number) => api.probeProgType()(type, null),

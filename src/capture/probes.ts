@@ -7,6 +7,7 @@ import path from 'node:path';
 import { captureLibbpfLog, libbpf, takeLibbpfLog, type Ptr } from './libbpf.js';
 import { capturePrivileges, readCapabilities } from './capabilities.js';
 import { ensureTracefs, TRACEFS } from './tracefs.js';
+import { createProgramMisses, type ProgramMisses } from './program-misses.js';
 import { structLayout, tracepointArgCount, withVmlinuxBtf } from './btf.js';
 import { openRingBuffer, type RingBuffer } from './ring-buffer.js';
 import { encodeFilter, NO_INSPECT, type FilterSpec, type InspectSpec } from './filter.js';
@@ -67,6 +68,8 @@ export interface Counters {
   ringbufFull: number;
   sockMapFull: number;
   synMapFull: number;
+  /** program runs the kernel skipped (recursion on a CPU): records never written */
+  recursionMisses: number;
 }
 
 export interface Capture {
@@ -182,12 +185,13 @@ export function openCapture(opts: CaptureOptions): Capture {
     if (programs.some((p) => p.attach === 'classic') && ensureTracefs() === 'mounted_now') opts.warn?.(`tracefs was not mounted: mounted it at ${TRACEFS}`);
     const cgroupFd = programs.some((p) => p.attach === 'cgroup') ? openCgroup(opts) : undefined;
     const statuses = [...attachAll(programs, links, cgroupFd, opts), ...left];
+    const misses = createProgramMisses(programs.map((p) => libbpf.progFd(p.prog)).filter((fd) => fd >= 0));
     if (cgroupFd !== undefined) closeSync(cgroupFd);
     ring = mapRing(obj, opts.ringBytes);
     const listen = statuses.some((s) => s.program === 'handle_listen_ingress' && s.attached)
       ? createListenReader(mapFd(obj, 'listen_ports'), mapFd(obj, 'syn_sources'), mapFd(obj, 'detect_epoch')) : undefined;
     return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'), mapFd(obj, 'lives'), livesLayout(obj, objectPath), listen,
-      opts.maxSockets ?? DEFAULT_MAX_SOCKETS);
+      opts.maxSockets ?? DEFAULT_MAX_SOCKETS, misses);
   } catch (err) {
     for (const link of links) libbpf.linkDestroy(link);
     ring?.close();
@@ -406,7 +410,7 @@ class LoadedCapture implements Capture {
   constructor(private readonly _obj: Ptr, private readonly _links: Ptr[], readonly ring: RingBuffer,
               readonly programs: readonly ProgramStatus[], private readonly _countersFd: number,
               private readonly _livesFd: number, private readonly _livesLayout: LivesLayout, private readonly _listen: ListenReader | undefined,
-              maxSockets: number) {
+              maxSockets: number, private readonly _misses: ProgramMisses) {
     this._cpus = libbpf.numPossibleCpus();
     this._values = Buffer.alloc(this._cpus * COUNTERS_LAYOUT.size);
     this._lives = createLivesReader(_livesFd, maxSockets);
@@ -433,7 +437,7 @@ class LoadedCapture implements Capture {
         }
       }
     }
-    return { submitted: sums[0]!, ringbufFull: sums[1]!, sockMapFull: sums[2]!, synMapFull: sums[3]! };
+    return { submitted: sums[0]!, ringbufFull: sums[1]!, sockMapFull: sums[2]!, synMapFull: sums[3]!, recursionMisses: this._closed ? 0 : this._misses.read() };
   }
 
   countLives(): number {

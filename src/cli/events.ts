@@ -12,7 +12,7 @@ import { onShutdownSignal, UsageError } from './common.js';
 export interface EventsSummary {
   submitted: number;
   received: number;
-  lost: { ringbuf_full: number; in_transit: number };
+  lost: { ringbuf_full: number; recursion_miss: number; in_transit: number };
   untracked_sockets: number;
   syn_times_not_recorded: number;
   handler_errors: number;
@@ -96,7 +96,7 @@ async function streamEvents(capture: Capture): Promise<number> {
   const summary: EventsSummary = {
     submitted: c.submitted,
     received,
-    lost: { ringbuf_full: c.ringbufFull, in_transit: Math.max(0, c.submitted - received) },
+    lost: { ringbuf_full: c.ringbufFull, recursion_miss: c.recursionMisses, in_transit: Math.max(0, c.submitted - received) },
     untracked_sockets: c.sockMapFull,
     syn_times_not_recorded: c.synMapFull,
     handler_errors: capture.ring.handlerErrors,

@@ -169,7 +169,10 @@ class RingBridge implements Bridge {
       { busyIntervalMs: _opts.busyIntervalMs ?? 2, batchRecords: DRAIN_BATCH });
     this.health = {
       kernelEventsReceived: () => this._received,
-      kernelEventsLost: () => ({ ringbuf_full: this._opts.capture.readCounters().ringbufFull }),
+      kernelEventsLost: () => {
+        const c = this._opts.capture.readCounters();
+        return { ringbuf_full: c.ringbufFull, recursion_miss: c.recursionMisses };
+      },
       connectionsOpen: () => this._correlator.stats().openConnections,
       connectionsSeen: () => {
         const s = this._correlator.stats();
@@ -246,7 +249,8 @@ class RingBridge implements Bridge {
   /** The kernel's loss counters moved: flag the connections whose events may be missing. */
   private _checkLoss(now: number): void {
     this._lastLossCheck = now;
-    const full = this._opts.capture.readCounters().ringbufFull;
+    const c = this._opts.capture.readCounters();
+    const full = c.ringbufFull + c.recursionMisses; // records never written, for either reason
     if (full > this._ringbufFull) {
       this._ringbufFull = full;
       this._correlator.markKernelLoss();
@@ -369,7 +373,7 @@ class RingBridge implements Bridge {
     const summary: BridgeSummary = {
       kernelEvents: this._received,
       kernelCounters: counters,
-      lostEvents: nonZero({ ringbuf_full: counters.ringbufFull, in_transit: Math.max(0, counters.submitted - this._received) }),
+      lostEvents: nonZero({ ringbuf_full: counters.ringbufFull, recursion_miss: counters.recursionMisses, in_transit: Math.max(0, counters.submitted - this._received) }),
       spans: this._spans,
       ...(this._checkpoints > 0 && { checkpoints: this._checkpoints }),
       ...(this._checkpointReadsFailed > 0 && { checkpointReadsFailed: this._checkpointReadsFailed }),
