@@ -108,7 +108,7 @@ describe('flags', () => {
     it('should wrap a synopsis under its first option', () => {
       assert.equal(synopsis('run'), 'tcpspan run [--port N]... [--addr CIDR]... [--config FILE] [--otlp-endpoint URL]\n' +
         '            [--traces-file PATH] [--spool-dir DIR] [--sampling-ratio RATIO] [--checkpoint-ms MS]\n' +
-        '            [--inspect-traceparent] [--inspect-protocols]');
+        '            [--console] [--inspect-traceparent] [--inspect-protocols]');
     });
   });
 });
