@@ -298,3 +298,28 @@ function record(c: Conn, code: number, tsNs: number, value: number, maxEvents: n
   c.nEvents++;
   return true;
 }
+
+/**
+ * An open end's counters as the kernel holds them now (its life read from the map at
+ * shutdown): the last record's are as old as its ESTABLISHED. Only the counters move; a life
+ * of another socket at the same cookie is not this end's and changes nothing.
+ */
+export function refreshCounters(c: Conn, life: KernelEvent): void {
+  if (c.lifeBeginNs !== 0 && lifeBegin(life) !== c.lifeBeginNs) return;
+  if ((life.flags & EventFlag.Stats) !== 0) {
+    c.flags |= F_HAS_STATS;
+    c.bytesAcked = Math.max(c.bytesAcked, life.bytesAcked);
+    c.bytesReceived = Math.max(c.bytesReceived, life.bytesReceived);
+    c.segsIn = Math.max(c.segsIn, life.segsIn);
+    c.segsOut = Math.max(c.segsOut, life.segsOut);
+    if (life.srttUs > 0) c.srttUs = life.srttUs;
+  }
+  if (life.rttCount > c.rttCount) {
+    c.rttCount = life.rttCount;
+    c.rttMinUs = life.rttMinUs;
+    c.rttMaxUs = life.rttMaxUs;
+    c.rttSumUs = life.rttSumUs;
+  }
+  c.retransSegs = Math.max(c.retransSegs, life.retransSegs);
+  c.retransFailed = Math.max(c.retransFailed, life.retransFailed);
+}

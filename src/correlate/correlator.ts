@@ -29,7 +29,7 @@ import { AF_INET, EventKind, isConnRecord, Life, TcpState, type KernelEvent } fr
 import { mayHaveTrailingEvents } from './close-rules.js';
 import {
   applyLife, applyRare, attachSynAcks, CLOSED, Conn, lifeBegin, DONE, F_EVICTED, F_HAS_LIFE, F_INCOMPLETE, F_LOSS, F_LOSS_SUSPECT, OPEN,
-  SERVER,
+  refreshCounters, SERVER,
 } from './conn.js';
 import type { ConnectionKind, ConnectionRecord } from './connection-record.js';
 import { toRecord } from './emit-record.js';
@@ -118,6 +118,8 @@ export interface Correlator {
   endLostCloses(stillOpen: (cookie: number) => boolean, nowMonoNs: number): number;
   /** Shutdown: emits every connection, open ones as incomplete ending at nowMonoNs. Safe to call twice. */
   flush(nowMonoNs: number): void;
+  /** Before flush: the open ends' counters as the kernel holds them now (their last record's are older). */
+  refreshOpen(read: LifeReader): void;
   /**
    * Makes the checkpoints due at nowMonoNs (checkpointMs), reading the ends' lives with `read`,
    * and hands them to the checkpoint sink. Returns how many it made. Never throws.
@@ -254,6 +256,20 @@ class CorrelatorImpl implements Correlator {
     }
     this._closesLost += n;
     return n;
+  }
+
+  refreshOpen(read: LifeReader): void {
+    try {
+      const open = new Map<number, Conn>();
+      for (const c of this._conns.values()) if (c.phase === OPEN) open.set(c.cookie, c);
+      if (open.size === 0) return;
+      read(open, (life) => {
+        const c = open.get(life.cookie);
+        if (c !== undefined) refreshCounters(c, life);
+      });
+    } catch {
+      this._dropped.internal_error++;
+    }
   }
 
   flush(nowMonoNs: number): void {

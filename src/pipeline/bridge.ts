@@ -146,7 +146,7 @@ class RingBridge implements Bridge {
     const checkpoints = (_opts.correlator.checkpointMs ?? 0) > 0 && readLives !== undefined;
     this._correlator = createCorrelator(_opts.correlator, (rec) => this._emit(rec),
       checkpoints ? (cp) => this._emitCheckpoint(cp) : undefined);
-    if (checkpoints) {
+    if (readLives !== undefined) {
       const life = newKernelEvent();
       this._readLives = (cookies, visit) => {
         const read = readLives(cookies, (m, off) => { if (decodeLife(m, off, life)) visit(life); });
@@ -200,7 +200,7 @@ class RingBridge implements Bridge {
       this._detectTimer.unref();
     }
     const read = this._readLives;
-    if (read !== undefined) {
+    if (read !== undefined && (this._opts.correlator.checkpointMs ?? 0) > 0) {
       // checkpoints are due per end, from its start: look a few times per interval, at most each second
       const every = Math.min(1000, Math.max(10, Math.round(this._opts.correlator.checkpointMs! / 20)));
       // behind on exports: no checkpoint now (the queue would refuse it); the next one covers this interval too
@@ -364,7 +364,9 @@ class RingBridge implements Bridge {
     await this._poller.stop();
     while (this._drain() > 0); // what the kernel already wrote
     this._checkLoss(nowMono());
-    this._correlator.flush(nowMono()); // open connections end as incomplete
+    // open connections end as incomplete, with the counters the kernel holds for them now
+    if (this._readLives !== undefined) this._correlator.refreshOpen(this._readLives);
+    this._correlator.flush(nowMono());
     // windows and episodes still open: their detections now, with what they have
     if (this._opts.detector !== undefined) this._emitDetections(this._opts.detector.flush(nowMono()));
     const left = Math.max(0, deadlineAt - Date.now());
