@@ -83,10 +83,47 @@ struct {
 	__type(value, struct sock_info);
 } lives SEC(".maps");
 
-/* A new life is made here before it is inserted: too large for the BPF stack beside the rest. */
+/*
+ * Per-CPU scratch is shared by every program on a CPU, and a program in process context
+ * can be interrupted by a softirq running another (or the spare copy of the same one,
+ * handle_set_state_spare) that wants the same scratch. So each scratch has two slots and a
+ * per-CPU nesting depth picks one: an interrupting run completes before the interrupted one
+ * goes on, so depth 0 and 1 are never in use by two runs at once.
+ */
+#define SCRATCH_SLOTS 2
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} scratch_depth SEC(".maps");
+
+/* The slot this run may use (its depth is taken until scratch_leave), or -1 when nested deeper. */
+static __always_inline int scratch_enter(void)
+{
+	__u32 zero = 0, *depth = bpf_map_lookup_elem(&scratch_depth, &zero);
+	__u32 slot;
+
+	if (!depth || *depth >= SCRATCH_SLOTS)
+		return -1;
+	slot = *depth;
+	*depth = slot + 1;
+	return slot;
+}
+
+static __always_inline void scratch_leave(int slot)
+{
+	__u32 zero = 0, *depth = bpf_map_lookup_elem(&scratch_depth, &zero);
+
+	if (depth && slot >= 0)
+		*depth = slot;
+}
+
+/* A new life is made here before it is inserted: too large for the BPF stack beside the rest. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct sock_info);
 } fresh_life SEC(".maps");
@@ -333,7 +370,8 @@ static __always_inline struct sock_info *track(const struct sock *sk, __u64 now,
 	__u64 key = (__u64)sk;
 	struct sock_info *si, *fresh;
 	struct tuple t = {};
-	__u32 netns, zero = 0;
+	__u32 netns, key_slot;
+	int slot;
 	long err;
 
 	/* a start finds no life (it is new): skip the lookup that would miss */
@@ -346,9 +384,15 @@ static __always_inline struct sock_info *track(const struct sock *sk, __u64 now,
 	netns = netns_of(&sk->__sk_common);
 	if (!wanted(&t, netns))
 		return NULL;
-	fresh = bpf_map_lookup_elem(&fresh_life, &zero);
-	if (!fresh)
+	slot = scratch_enter();
+	if (slot < 0)
 		return NULL;
+	key_slot = slot;
+	fresh = bpf_map_lookup_elem(&fresh_life, &key_slot);
+	if (!fresh) {
+		scratch_leave(slot);
+		return NULL;
+	}
 	__builtin_memset(fresh, 0, sizeof(*fresh));
 	fresh->c.cookie = bpf_get_socket_cookie((void *)sk);
 	fresh->c.netns = netns;
@@ -356,6 +400,7 @@ static __always_inline struct sock_info *track(const struct sock *sk, __u64 now,
 	fresh->c.cgroup_id = cgroup_of(sk);
 	set_tuple(&fresh->c, &t);
 	err = bpf_map_update_elem(&lives, &key, fresh, BPF_NOEXIST);
+	scratch_leave(slot);
 	if (err && err != -EEXIST) {
 		count(TCPSPAN_C_SOCK_MAP_FULL);
 		return NULL;
@@ -483,8 +528,56 @@ static __always_inline void emit_conn(struct sock_info *si, __u8 kind, __u64 now
 	count(TCPSPAN_C_SUBMITTED);
 }
 
+/* The state change the first copy of handle_set_state took last on this CPU (see below). */
+struct set_state_mark {
+	__u64 sk;
+	__u32 states;          /* oldstate << 8 | newstate */
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct set_state_mark);
+} set_state_taken SEC(".maps");
+
+static __always_inline int set_state(const struct sock *sk, const int oldstate, const int newstate);
+
+/*
+ * The kernel skips a tracing program's run while the same program is running on that CPU
+ * (bpf_prog->active, counted in recursion_misses): a softirq's state change interrupting
+ * handle_set_state in process context (connect, close, a backlog processed at release_sock)
+ * would be lost. Measured: ~50 lost in 1,000 concurrent connections. So two copies are
+ * attached, each with its own guard: the first marks every change it takes (per CPU, before
+ * anything else); the spare, called after it for the same change, takes only what the first
+ * did not mark: the changes the first missed while it was busy on this CPU.
+ */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	__u32 zero = 0;
+	struct set_state_mark *m = bpf_map_lookup_elem(&set_state_taken, &zero);
+
+	if (m) {
+		m->sk = (__u64)sk;
+		m->states = (__u32)oldstate << 8 | (__u32)newstate;
+	}
+	return set_state(sk, oldstate, newstate);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(handle_set_state_spare, const struct sock *sk, const int oldstate, const int newstate)
+{
+	__u32 zero = 0;
+	struct set_state_mark *m = bpf_map_lookup_elem(&set_state_taken, &zero);
+
+	if (m && m->sk == (__u64)sk && m->states == ((__u32)oldstate << 8 | (__u32)newstate))
+		return 0; /* the first copy took it */
+	return set_state(sk, oldstate, newstate);
+}
+
+static __always_inline int set_state(const struct sock *sk, const int oldstate, const int newstate)
 {
 	struct sock_info *si;
 	struct tcpspan_conn *c;
@@ -1092,7 +1185,7 @@ int handle_accept(struct syscall_exit *ctx)
 /* A payload record is made here, then copied to the ring at its length. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct tcpspan_payload);
 } payload_scratch SEC(".maps");
@@ -1117,6 +1210,9 @@ static __always_inline bool http_method(__u32 w)
 	return false;
 }
 
+static __always_inline void emit_payload(struct __sk_buff *skb, struct tcpspan_payload *p, struct sock_info *si,
+					 struct tcp_sock *tp, __u32 off, __u32 seg_len, __u32 seq, __u8 dir, __u8 what);
+
 static __always_inline int inspect_skb(struct __sk_buff *skb, __u8 dir)
 {
 	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
@@ -1125,7 +1221,8 @@ static __always_inline int inspect_skb(struct __sk_buff *skb, __u8 dir)
 	struct sock_info *si;
 	struct tcp_sock *tp;
 	struct tcphdr *th;
-	__u32 ip_len, off, seg_len, len, seq, word = 0, zero = 0;
+	__u32 ip_len, off, seg_len, seq, word = 0, key_slot;
+	int slot;
 	__u64 key;
 	__u8 what = 0;
 
@@ -1194,15 +1291,32 @@ static __always_inline int inspect_skb(struct __sk_buff *skb, __u8 dir)
 	if (!what)
 		return 1;
 
-	p = bpf_map_lookup_elem(&payload_scratch, &zero);
-	if (!p)
+	slot = scratch_enter();
+	if (slot < 0)
 		return 1;
+	key_slot = slot;
+	p = bpf_map_lookup_elem(&payload_scratch, &key_slot);
+	if (!p) {
+		scratch_leave(slot);
+		return 1;
+	}
+	emit_payload(skb, p, si, tp, off, seg_len, seq, dir, what);
+	scratch_leave(slot);
+	return 1;
+}
+
+/* Fills the scratch record `p` from the segment and writes it to the ring. */
+static __always_inline void emit_payload(struct __sk_buff *skb, struct tcpspan_payload *p, struct sock_info *si,
+					 struct tcp_sock *tp, __u32 off, __u32 seg_len, __u32 seq, __u8 dir, __u8 what)
+{
+	__u32 len;
+
 	len = seg_len < TCPSPAN_PAYLOAD_MAX ? seg_len : TCPSPAN_PAYLOAD_MAX;
 	/* the same value (1..TCPSPAN_PAYLOAD_MAX), in a form the verifier can bound; hidden from the compiler */
 	asm volatile("" : "+r"(len));
 	len = ((len - 1) & (TCPSPAN_PAYLOAD_MAX - 1)) + 1;
 	if (bpf_skb_load_bytes(skb, off, p->data, len))
-		return 1;
+		return;
 	p->ts_ns = bpf_ktime_get_ns();
 	p->cookie = si->c.cookie;
 	__builtin_memcpy(p->laddr, si->c.laddr, 16);
@@ -1225,10 +1339,9 @@ static __always_inline int inspect_skb(struct __sk_buff *skb, __u8 dir)
 	if (bpf_ringbuf_output(&events, p, offsetof(struct tcpspan_payload, data) + len, 0)) {
 		count(TCPSPAN_C_RINGBUF_FULL);
 		si->c.flags |= TCPSPAN_F_LOST;
-		return 1;
+		return;
 	}
 	count(TCPSPAN_C_SUBMITTED);
-	return 1;
 }
 
 SEC("cgroup_skb/egress")

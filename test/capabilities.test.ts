@@ -52,9 +52,14 @@ describe('capabilities', function () {
       const child = spawn('setpriv', [...priv, process.execPath, MAIN, 'run', '--port', '9'],
         { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env['PATH'] ?? '' } });
       let err = '';
+      let stopped = false;
       child.stderr!.on('data', (d: Buffer) => {
         err += d.toString();
-        if (err.includes('running:')) child.kill('SIGTERM');
+        // once: a second SIGTERM during shutdown ends the process at once
+        if (!stopped && err.includes('running:')) {
+          stopped = true;
+          child.kill('SIGTERM');
+        }
       });
       const [code] = (await once(child, 'exit')) as [number | null];
       return { code, lines: err.trim().split('\n') };

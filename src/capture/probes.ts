@@ -103,6 +103,11 @@ interface ProgramSpec {
   tracepoint?: string;
   /** The tracepoint's argument count this variant is written for. */
   args?: number;
+  /**
+   * A spare copy follows the program before it on the same tracepoint and takes what that one
+   * missed: the first copy's skipped runs are no loss, only the spare's are.
+   */
+  spare?: boolean;
   required?: boolean;
   cgroup?: boolean;
   /**
@@ -122,6 +127,8 @@ const ACCEPT_LOST = 'server ends get process.pid and process.executable.name onl
 
 const PROGRAMS: readonly ProgramSpec[] = [
   { name: 'handle_set_state', hook: 'sock:inet_sock_set_state', tracepoint: 'inet_sock_set_state', required: true },
+  // after it: the changes it missed while busy on a CPU (the kernel skips a program's nested runs)
+  { name: 'handle_set_state_spare', hook: 'sock:inet_sock_set_state (spare)', tracepoint: 'inet_sock_set_state', required: true, spare: true },
   { name: 'handle_retransmit', hook: 'tcp:tcp_retransmit_skb', tracepoint: 'tcp_retransmit_skb', args: 3 },
   { name: 'handle_retransmit_noerr', hook: 'tcp:tcp_retransmit_skb', tracepoint: 'tcp_retransmit_skb', args: 2 },
   { name: 'handle_retransmit_synack', hook: 'tcp:tcp_retransmit_synack', tracepoint: 'tcp_retransmit_synack' },
@@ -185,7 +192,9 @@ export function openCapture(opts: CaptureOptions): Capture {
     if (programs.some((p) => p.attach === 'classic') && ensureTracefs() === 'mounted_now') opts.warn?.(`tracefs was not mounted: mounted it at ${TRACEFS}`);
     const cgroupFd = programs.some((p) => p.attach === 'cgroup') ? openCgroup(opts) : undefined;
     const statuses = [...attachAll(programs, links, cgroupFd, opts), ...left];
-    const misses = createProgramMisses(programs.map((p) => libbpf.progFd(p.prog)).filter((fd) => fd >= 0));
+    // a program with a spare behind it loses nothing by a skipped run: count the others' and the spare's
+    const spared = new Set(PROGRAMS.flatMap((p, i) => (PROGRAMS[i + 1]?.spare ? [p.name] : [])));
+    const misses = createProgramMisses(programs.filter((p) => !spared.has(p.spec.name)).map((p) => libbpf.progFd(p.prog)).filter((fd) => fd >= 0));
     if (cgroupFd !== undefined) closeSync(cgroupFd);
     ring = mapRing(obj, opts.ringBytes);
     const listen = statuses.some((s) => s.program === 'handle_listen_ingress' && s.attached)

@@ -2,6 +2,9 @@
 // running (a softirq interrupting it in process context) is not run, and the kernel counts it
 // in bpf_prog_info.recursion_misses (Linux 5.12+). Each such run is a record never written:
 // an event lost as surely as one the full ring refused, so it is counted the same way.
+// handle_set_state has a spare copy behind it that takes what it misses, so only the spare's
+// misses count there: an upper bound, since the spare's own skipped runs may be for changes the
+// first copy took (the spare checks each change, briefly, in process context too).
 import { libbpf } from './libbpf.js';
 import { structLayout, withVmlinuxBtf } from './btf.js';
 
