@@ -4,11 +4,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
-import { closedPort, startServer, type TestServer } from './support/tcp.js';
+import { closedPort, connectMany, startServer, type TestServer } from './support/tcp.js';
 import { spawnUntilReady, type ReadyProcess } from './support/ready-process.js';
 import { inspectSpool } from '../src/export/span-spool.js';
 
@@ -22,21 +21,6 @@ function startRun(port: number, endpoint: string, spool: string, dir: string): P
     ready: 'running:',
     env: { PATH: process.env['PATH'] ?? '', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_METRICS_EXPORTER: 'none' },
   });
-}
-
-/** n sequential connections: send 5 bytes, read 3, close. Returns the client ports. */
-async function connectMany(port: number, n: number): Promise<number[]> {
-  const ports: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const s = net.connect(port, '127.0.0.1');
-    await once(s, 'connect');
-    ports.push(s.localPort!);
-    s.write('hello');
-    await once(s, 'data');
-    s.end();
-    await once(s, 'close');
-  }
-  return ports;
 }
 
 async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
@@ -82,9 +66,9 @@ describe('durable export (export.spoolDir)', function () {
     const run = await startRun(server.port, endpoint, spool, dir);
     runs.push(run);
     const t0 = Date.now();
-    const ports = await connectMany(server.port, 20);
+    const ports = await connectMany(4, server.port, 20);
     await new Promise((r) => setTimeout(r, 15_000 - (Date.now() - t0)));
-    ports.push(...await connectMany(server.port, 20)); // while the collector is still away
+    ports.push(...await connectMany(4, server.port, 20)); // while the collector is still away
     await until(() => inspectSpool(spool).records === 80, 10_000, 'all 80 spans in the spool');
     await new Promise((r) => setTimeout(r, 30_000 - (Date.now() - t0)));
 
@@ -120,7 +104,7 @@ describe('durable export (export.spoolDir)', function () {
       server = await startServer(4, { reply: 3, closeDelayMs: 1 });
       const first = await startRun(server.port, endpoint, spool, dir);
       runs.push(first);
-      const ports = await connectMany(server.port, 30);
+      const ports = await connectMany(4, server.port, 30);
       await until(() => inspectSpool(spool).records === 60, 10_000, 'all 60 spans in the spool');
       await first.stop('SIGKILL');
       assert.ok(!first.stderr().includes('stopped:'), 'killed, not stopped');

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
-import { closedPort, LOOPBACK, startServer, type Family, type TestServer } from './support/tcp.js';
+import { closedPort, connectMany, startServer, type TestServer } from './support/tcp.js';
 import { ownNetns } from './support/capture-session.js';
 import { spawnUntilReady, type ReadyProcess } from './support/ready-process.js';
 
@@ -20,21 +20,6 @@ function startRun(args: string[], env: Record<string, string> = {}): Promise<Run
     ready: 'running:',
     env: { PATH: process.env['PATH'] ?? '', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_METRIC_EXPORT_INTERVAL: '500', ...env },
   });
-}
-
-/** n sequential connections from this process: send 5 bytes, read 3, close. Returns the client ports. */
-async function connectMany(family: Family, port: number, n: number): Promise<number[]> {
-  const ports: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const s = net.connect(port, LOOPBACK[family]);
-    await once(s, 'connect');
-    ports.push(s.localPort!);
-    s.write('hello');
-    await once(s, 'data');
-    s.end();
-    await once(s, 'close');
-  }
-  return ports;
 }
 
 function byPort(spans: ReceivedSpan[], port: number, kind: 'SPAN_KIND_CLIENT' | 'SPAN_KIND_SERVER'): ReceivedSpan {

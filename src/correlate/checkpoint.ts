@@ -12,7 +12,7 @@
 import { EventFlag, type KernelEvent } from '../decode/event.js';
 import { payloadReceived, payloadSent, transitionFacts } from './close-rules.js';
 import { CLIENT, F_HAS_ISN, F_HAS_PID, lifeBegin, UNKNOWN, type Conn } from './conn.js';
-import type { ConnectionKind } from './connection-record.js';
+import type { EndIdentity } from './connection-record.js';
 import { CONNECTION_KINDS, endIdentity, recordTuple } from './emit-record.js';
 import { connectionState } from './span-events.js';
 import { randomTraceIdentity } from './trace-id.js';
@@ -33,15 +33,7 @@ export interface CheckpointCounts {
 }
 
 /** One checkpoint of an open end: what it did since the previous one, and in all so far. */
-export interface CheckpointRecord {
-  cookie: number;
-  kind: ConnectionKind;
-  family: 'ipv4' | 'ipv6';
-  localAddress: string;
-  localPort: number;
-  peerAddress: string;
-  peerPort: number;
-  netns: number;
+export interface CheckpointRecord extends EndIdentity {
   /** 1 for the end's first checkpoint */
   sequence: number;
   /** CLOCK_MONOTONIC ns: the previous checkpoint, or the end's start */

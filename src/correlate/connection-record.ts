@@ -47,12 +47,8 @@ export interface RttSummary {
   maxUs: number;
 }
 
-/**
- * A finished connection end. Every property is always present (undefined when
- * not known), so records compare whole; the payload ones at the end (inspect.*)
- * are present only when payload records gave them something.
- */
-export interface ConnectionRecord {
+/** Which connection end a record is about: its socket, kind and 5-tuple as this host sees it. */
+export interface EndIdentity {
   /** socket cookie: unique per socket */
   cookie: number;
   kind: ConnectionKind;
@@ -63,6 +59,14 @@ export interface ConnectionRecord {
   peerPort: number;
   /** network namespace inode */
   netns: number;
+}
+
+/**
+ * A finished connection end. Every property is always present (undefined when
+ * not known), so records compare whole; the payload ones at the end (inspect.*)
+ * are present only when payload records gave them something.
+ */
+export interface ConnectionRecord extends EndIdentity {
   /** CLOCK_MONOTONIC ns: client SYN_SENT; server SYN arrival (fallback SYN_RECV); else the first event */
   startNs: number;
   /** CLOCK_MONOTONIC ns: the CLOSE (or TIME_WAIT) transition; for `incomplete`, when watching stopped */

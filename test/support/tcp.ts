@@ -73,3 +73,18 @@ export async function closedPort(family: Family): Promise<number> {
   await new Promise((r) => server.close(r));
   return port;
 }
+
+/** n sequential connections from this process: send 5 bytes, read 3, close. Returns the client ports. */
+export async function connectMany(family: Family, port: number, n: number): Promise<number[]> {
+  const ports: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = net.connect(port, LOOPBACK[family]);
+    await once(s, 'connect');
+    ports.push(s.localPort!);
+    s.write('hello');
+    await once(s, 'data');
+    s.end();
+    await once(s, 'close');
+  }
+  return ports;
+}
