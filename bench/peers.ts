@@ -272,6 +272,18 @@ export function inspectTracers(receiver: () => Promise<ReceiverProcess>): Tracer
   ];
 }
 
+/** `tcpspan run` with each default-on feature switched off in turn, and with sampling: what each costs. */
+export function optionTracers(receiver: () => Promise<ReceiverProcess>): Tracer[] {
+  return [
+    runOtlpTracer('run-otlp', 'tcpspan run (defaults)', receiver),
+    runOtlpTracer('run-no-detect', 'tcpspan run, detect.enabled=false', receiver, { TCPSPAN_DETECT: 'false' }),
+    runOtlpTracer('run-no-attribution', 'tcpspan run, attribution.cgroups and serviceFromProcess false', receiver,
+      { TCPSPAN_ATTRIBUTION_CGROUPS: 'false', TCPSPAN_SERVICE_FROM_PROCESS: 'false' }),
+    runOtlpTracer('run-no-syn-timing', 'tcpspan run, capture.synTiming=false', receiver, { TCPSPAN_SYN_TIMING: 'false' }),
+    runOtlpTracer('run-sampling', 'tcpspan run, sampling.ratio=0.1', receiver, { TCPSPAN_SAMPLING_RATIO: '0.1' }),
+  ];
+}
+
 export function tcpspanTracers(receiver: () => Promise<ReceiverProcess>): Tracer[] {
   const node = startTcpspan;
   return [

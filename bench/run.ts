@@ -1,7 +1,7 @@
 // npm run bench: what tracing costs on this machine, tcpspan beside its peers, and whether the
 // bridge keeps up. Prints raw figures in one report at the end; asserts nothing.
 //
-//   npm run bench -- [--only peers,bulk,programs,bridge,overload,memory,ceiling] [--rounds N] [--seconds S] ...
+//   npm run bench -- [--only peers,inspect,options,bulk,programs,bridge,overload,memory,ceiling,soak] [--rounds N] [--seconds S] ...
 //   npm run bench -- --only soak [--soak-seconds S]     (10 minutes by default; never part of the default run)
 //
 // Placement: the load generator (client and server) runs on CPU 0; tracers, tcpspan and the
@@ -13,7 +13,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildLoadgens } from './loadgen.js';
 import { startReceiverProcess, type ReceiverProcess } from './counting-receiver.js';
-import { ensurePeers, inspectTracers, peerTracers, tcpspanTracers } from './peers.js';
+import { ensurePeers, inspectTracers, optionTracers, peerTracers, tcpspanTracers } from './peers.js';
 import { bulkRate, inspectProgramCost, median, probePerSegment, programCost, sideBySide, type ModeResult } from './side-by-side.js';
 import { exportPathCeiling, fullRate, memoryPerConnection, overload } from './bridge-bench.js';
 import { foreignStateTracers } from './kernel-objects.js';
@@ -21,7 +21,7 @@ import { stopAll } from './children.js';
 import { soak } from './soak.js';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const SECTIONS = ['peers', 'inspect', 'bulk', 'programs', 'bridge', 'overload', 'memory', 'ceiling', 'soak'] as const;
+const SECTIONS = ['peers', 'inspect', 'options', 'bulk', 'programs', 'bridge', 'overload', 'memory', 'ceiling', 'soak'] as const;
 type Section = (typeof SECTIONS)[number];
 /** What runs without --only: everything but the soak, which takes minutes. */
 const DEFAULT_SECTIONS = SECTIONS.filter((s) => s !== 'soak');
@@ -190,6 +190,19 @@ async function main(): Promise<void> {
         `Kernel run time with both options on (kernel.bpf_stats_enabled; ${fmt(cost.connections)} connections)\n` +
         table(['program', 'runs/conn', 'ns/run', 'ns/conn'], cost.programs.map((x) =>
           [x.program, x.runsPerConnection.toFixed(2), fmt(x.nsPerRun), fmt(x.nsPerRun * x.runsPerConnection)]), [false, true, true, true]);
+    });
+    await section('options', async () => {
+      const r = await sideBySide(optionTracers(async () => (receiver ??= await startReceiverProcess(1))), o!.rounds, o!.seconds, tmp, progress);
+      results['options'] = r;
+      const base = r.results.find((x) => x.mode === 'run-otlp')?.medianRate;
+      const rows = r.results.map((x) => [
+        x.label, fmt(x.medianRate), x.ratio === undefined ? '-' : x.ratio.toFixed(3),
+        x.medianRate === undefined || base === undefined ? '-' : (x.medianRate / base).toFixed(3),
+        x.outputsPerConnection === undefined ? '-' : `${x.outputsPerConnection.toFixed(2)} ${x.unit}`,
+        x.tracerCpuPercent === undefined ? '-' : `${x.tracerCpuPercent.toFixed(0)} %`, x.status,
+      ]);
+      return `Default-on features switched off in turn (connload; client and server on CPU 0, tcpspan on CPU 1; ${o!.rounds} rounds x ${o!.seconds} s)\n` +
+        table(['mode', 'conn/s', 'ratio to none', 'ratio to defaults', 'output/conn', 'tracer CPU', 'status'], rows, [false, true, true, true, true, true, false]);
     });
     await receiver?.close();
     receiver = undefined;
