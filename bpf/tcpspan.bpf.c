@@ -185,8 +185,9 @@ static __always_inline void count(__u32 which)
 	__u32 zero = 0;
 	struct tcpspan_counters *c = bpf_map_lookup_elem(&counters, &zero);
 
+	/* atomic even per CPU: a softirq's program can interrupt a count in process context */
 	if (c && which < TCPSPAN_C_NR)
-		c->c[which]++;
+		__sync_fetch_and_add(&c->c[which], 1);
 }
 
 #define PF_KTHREAD 0x00200000
