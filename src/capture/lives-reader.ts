@@ -34,6 +34,11 @@ export interface LivesReader {
    * cookie without a life in the map is not visited. Never throws.
    */
   read(cookies: ReadonlyMap<number, unknown>, visit: (m: RecordMemory, off: number) => void): LivesRead;
+  /**
+   * The cookies of the lives whose Close has not been written (`closed` 0): the ends still
+   * open, from one full read of the map. undefined when the read stopped early: no answer.
+   */
+  openCookies(): Set<number> | undefined;
 }
 
 /** A reader of the `lives` map behind `fd`, whose values are LIFE_LAYOUT.size bytes. */
@@ -46,6 +51,7 @@ export function createLivesReader(fd: number, maxKeys: number): LivesReader {
   const tokens = [Buffer.alloc(8), Buffer.alloc(8)];
   const count = Buffer.alloc(4);
   const wCookie = CONN_LAYOUT.fields.cookie.offset >> 2;
+  const wClosed = LIFE_LAYOUT.fields.closed.offset >> 2;
   /** socket cookie -> map key (the socket's address), as the last batch read found them */
   let keyOf = new Map<number, bigint>();
   const cookieAt = (off: number): number => {
@@ -84,31 +90,46 @@ export function createLivesReader(fd: number, maxKeys: number): LivesReader {
       if (unknown === 0) return out;
       // some wanted life has no key known: read the whole map, learning every key
       const learnt = new Map<number, bigint>();
-      let inBatch: Buffer | null = null;
-      for (let t = 0; ; t ^= 1) {
-        count.writeUInt32LE(BATCH, 0);
-        const rc = libbpf.mapLookupBatch(fd, inBatch, tokens[t]!, keys, values, count);
-        out.batchCalls++;
-        const n = count.readUInt32LE(0);
-        if (rc !== 0 && rc !== -ERRNO.ENOENT) {
-          out.error = -rc;
-          return out;
-        }
-        for (let i = 0; i < n; i++) {
-          const off = i * LIFE_LAYOUT.size;
-          const cookie = cookieAt(off);
-          const known = keyOf.has(cookie);
-          if (learnt.size < maxKeys) learnt.set(cookie, keys.readBigUInt64LE(i * KEY_SIZE));
-          // visited above by its key, or not wanted
-          if (known || !cookies.has(cookie)) continue;
-          out.visited++;
-          safeVisit(visit, off);
-        }
-        if (rc === -ERRNO.ENOENT) break; // that was the last batch
-        inBatch = tokens[t]!;
+      const read = readAll((off, i) => {
+        const cookie = cookieAt(off);
+        const known = keyOf.has(cookie);
+        if (learnt.size < maxKeys) learnt.set(cookie, keys.readBigUInt64LE(i * KEY_SIZE));
+        // visited above by its key, or not wanted
+        if (known || !cookies.has(cookie)) return;
+        out.visited++;
+        safeVisit(visit, off);
+      });
+      out.batchCalls += read.calls;
+      if (read.error !== 0) {
+        out.error = read.error;
+        return out;
       }
       keyOf = learnt;
       return out;
     },
+
+    openCookies() {
+      const open = new Set<number>();
+      const read = readAll((off) => {
+        if (memory.u32[(off >> 2) + wClosed] === 0) open.add(cookieAt(off));
+      });
+      return read.error === 0 ? open : undefined;
+    },
   };
+
+  /** Copies the whole map out in batches, handing `each` every life's offset in `values` and its index in `keys`. */
+  function readAll(each: (off: number, i: number) => void): { calls: number; error: number } {
+    let calls = 0;
+    let inBatch: Buffer | null = null;
+    for (let t = 0; ; t ^= 1) {
+      count.writeUInt32LE(BATCH, 0);
+      const rc = libbpf.mapLookupBatch(fd, inBatch, tokens[t]!, keys, values, count);
+      calls++;
+      if (rc !== 0 && rc !== -ERRNO.ENOENT) return { calls, error: -rc };
+      const n = count.readUInt32LE(0);
+      for (let i = 0; i < n; i++) each(i * LIFE_LAYOUT.size, i);
+      if (rc === -ERRNO.ENOENT) return { calls, error: 0 }; // that was the last batch
+      inBatch = tokens[t]!;
+    }
+  }
 }

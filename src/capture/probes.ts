@@ -8,7 +8,7 @@ import { captureLibbpfLog, libbpf, takeLibbpfLog, type Ptr } from './libbpf.js';
 import { capturePrivileges, readCapabilities } from './capabilities.js';
 import { ensureTracefs, TRACEFS } from './tracefs.js';
 import { createProgramMisses, type ProgramMisses } from './program-misses.js';
-import { structLayout, tracepointArgCount, withVmlinuxBtf } from './btf.js';
+import { structLayout, tracepointArgCount, withVmlinuxBtf, type StructLayout } from './btf.js';
 import { openRingBuffer, type RingBuffer } from './ring-buffer.js';
 import { encodeFilter, NO_INSPECT, type FilterSpec, type InspectSpec } from './filter.js';
 import { DEFAULT_MAX_SOCKETS } from './lives-map.js';
@@ -104,10 +104,10 @@ interface ProgramSpec {
   /** The tracepoint's argument count this variant is written for. */
   args?: number;
   /**
-   * A spare copy follows the program before it on the same tracepoint and takes what that one
-   * missed: the first copy's skipped runs are no loss, only the spare's are.
+   * A spare copy follows this program on the same tracepoint and takes what it missed: this
+   * one's skipped runs are no loss, only the spare's are.
    */
-  spare?: boolean;
+  spared?: boolean;
   required?: boolean;
   cgroup?: boolean;
   /**
@@ -126,9 +126,9 @@ const ACCEPT_LOST = 'server ends get process.pid and process.executable.name onl
   '(not when the peer resets them first)';
 
 const PROGRAMS: readonly ProgramSpec[] = [
-  { name: 'handle_set_state', hook: 'sock:inet_sock_set_state', tracepoint: 'inet_sock_set_state', required: true },
+  { name: 'handle_set_state', hook: 'sock:inet_sock_set_state', tracepoint: 'inet_sock_set_state', required: true, spared: true },
   // after it: the changes it missed while busy on a CPU (the kernel skips a program's nested runs)
-  { name: 'handle_set_state_spare', hook: 'sock:inet_sock_set_state (spare)', tracepoint: 'inet_sock_set_state', required: true, spare: true },
+  { name: 'handle_set_state_spare', hook: 'sock:inet_sock_set_state (spare)', tracepoint: 'inet_sock_set_state', required: true },
   { name: 'handle_retransmit', hook: 'tcp:tcp_retransmit_skb', tracepoint: 'tcp_retransmit_skb', args: 3 },
   { name: 'handle_retransmit_noerr', hook: 'tcp:tcp_retransmit_skb', tracepoint: 'tcp_retransmit_skb', args: 2 },
   { name: 'handle_retransmit_synack', hook: 'tcp:tcp_retransmit_synack', tracepoint: 'tcp_retransmit_synack' },
@@ -186,20 +186,19 @@ export function openCapture(opts: CaptureOptions): Capture {
   let ring: RingBuffer | undefined;
   try {
     checkWireLayout(obj, objectPath);
-    const { planned: programs, left } = configure(obj, opts);
+    const { planned: programs, left, progInfo } = configure(obj, opts);
     loadObject(obj);
     // root mounts tracefs where a fresh machine lacks it; otherwise the accept programs say what to do
     if (programs.some((p) => p.attach === 'classic') && ensureTracefs() === 'mounted_now') opts.warn?.(`tracefs was not mounted: mounted it at ${TRACEFS}`);
     const cgroupFd = programs.some((p) => p.attach === 'cgroup') ? openCgroup(opts) : undefined;
     const statuses = [...attachAll(programs, links, cgroupFd, opts), ...left];
     // a program with a spare behind it loses nothing by a skipped run: count the others' and the spare's
-    const spared = new Set(PROGRAMS.flatMap((p, i) => (PROGRAMS[i + 1]?.spare ? [p.name] : [])));
-    const misses = createProgramMisses(programs.filter((p) => !spared.has(p.spec.name)).map((p) => libbpf.progFd(p.prog)).filter((fd) => fd >= 0));
+    const misses = createProgramMisses(progInfo, programs.filter((p) => !p.spec.spared).map((p) => libbpf.progFd(p.prog)).filter((fd) => fd >= 0));
     if (cgroupFd !== undefined) closeSync(cgroupFd);
     ring = mapRing(obj, opts.ringBytes);
     const listen = statuses.some((s) => s.program === 'handle_listen_ingress' && s.attached)
       ? createListenReader(mapFd(obj, 'listen_ports'), mapFd(obj, 'syn_sources'), mapFd(obj, 'detect_epoch')) : undefined;
-    return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'), mapFd(obj, 'lives'), livesLayout(obj, objectPath), listen,
+    return new LoadedCapture(obj, links, ring, statuses, mapFd(obj, 'counters'), mapFd(obj, 'lives'), listen,
       opts.maxSockets ?? DEFAULT_MAX_SOCKETS, misses);
   } catch (err) {
     for (const link of links) libbpf.linkDestroy(link);
@@ -225,7 +224,7 @@ interface PlannedProgram {
   attach: 'tracepoint' | 'cgroup' | 'classic';
 }
 
-function configure(obj: Ptr, opts: CaptureOptions): { planned: PlannedProgram[]; left: ProgramStatus[] } {
+function configure(obj: Ptr, opts: CaptureOptions): { planned: PlannedProgram[]; left: ProgramStatus[]; progInfo: StructLayout | undefined } {
   const inspect = opts.inspect ?? NO_INSPECT;
   const inspecting = inspect.traceparent || inspect.protocols;
   const left: ProgramStatus[] = [];
@@ -235,10 +234,11 @@ function configure(obj: Ptr, opts: CaptureOptions): { planned: PlannedProgram[];
   check(libbpf.mapSetMaxEntries(mustFindMap(obj, 'lives'), maxSockets), 'configure',
     `cannot size the map of connection lives to ${maxSockets} entries`);
 
-  const argCounts = withVmlinuxBtf((vmlinux) => {
+  // the kernel's BTF, read once: the tracepoints' argument counts, and where bpf_prog_info keeps recursion_misses
+  const { argCounts, progInfo } = withVmlinuxBtf((vmlinux) => {
     const counts = new Map<string, number | undefined>();
     for (const p of PROGRAMS) if (p.tracepoint) counts.set(p.tracepoint, tracepointArgCount(vmlinux, p.tracepoint));
-    return counts;
+    return { argCounts: counts, progInfo: structLayout(vmlinux, 'bpf_prog_info') };
   });
   const planned: PlannedProgram[] = [];
   for (const spec of PROGRAMS) {
@@ -277,7 +277,7 @@ function configure(obj: Ptr, opts: CaptureOptions): { planned: PlannedProgram[];
       `the filter ${filter.length}: only the filter may live in .rodata; rebuild with scripts/setup`);
   }
   check(libbpf.mapSetInitialValue(rodata, filter), 'configure', 'cannot set the kernel-side filters');
-  return { planned, left };
+  return { planned, left, progInfo };
 }
 
 function loadObject(obj: Ptr): void {
@@ -396,18 +396,6 @@ function check(rc: number, stage: CaptureStage, what: string): void {
   if (rc < 0) throw new CaptureError(stage, `${what}: ${strerror(-rc)}`);
 }
 
-/** Where a life's cookie and its `closed` flag are in a `lives` value (struct sock_info, from the object's BTF). */
-interface LivesLayout { maxEntries: number; valueSize: number; cookieOffset: number; closedOffset: number }
-
-function livesLayout(obj: Ptr, objectPath: string): LivesLayout {
-  const info = structLayout(libbpf.objectBtf(obj)!, 'sock_info');
-  const closed = info?.members['closed'];
-  const conn = info?.members['c'];
-  if (!info || !closed || !conn) throw new CaptureError('open', `${objectPath}: struct sock_info has no 'c' or 'closed': rebuild it with scripts/setup`);
-  const lives = mustFindMap(obj, 'lives');
-  return { maxEntries: libbpf.mapMaxEntries(lives), valueSize: libbpf.mapValueSize(lives), cookieOffset: conn.offset + 8, closedOffset: closed.offset };
-}
-
 class LoadedCapture implements Capture {
   private _detached = false;
   private _closed = false;
@@ -418,7 +406,7 @@ class LoadedCapture implements Capture {
 
   constructor(private readonly _obj: Ptr, private readonly _links: Ptr[], readonly ring: RingBuffer,
               readonly programs: readonly ProgramStatus[], private readonly _countersFd: number,
-              private readonly _livesFd: number, private readonly _livesLayout: LivesLayout, private readonly _listen: ListenReader | undefined,
+              private readonly _livesFd: number, private readonly _listen: ListenReader | undefined,
               maxSockets: number, private readonly _misses: ProgramMisses) {
     this._cpus = libbpf.numPossibleCpus();
     this._values = Buffer.alloc(this._cpus * COUNTERS_LAYOUT.size);
@@ -458,23 +446,7 @@ class LoadedCapture implements Capture {
   }
 
   openLifeCookies(): Set<number> | undefined {
-    if (this._closed) return undefined;
-    const out = new Set<number>();
-    const keys = [Buffer.alloc(8), Buffer.alloc(8)];
-    const value = Buffer.alloc(this._livesLayout.valueSize);
-    // a key deleted under the walk restarts it from the first bucket: revisits are harmless, a
-    // walk that never ends is not; past the bound the answer would be incomplete, so none
-    let prev: Buffer | null = null;
-    for (let i = 0; ; i++) {
-      if (i > 2 * this._livesLayout.maxEntries + 1024) return undefined;
-      const key = keys[i % 2]!;
-      if (libbpf.mapGetNextKey(this._livesFd, prev, key) !== 0) break;
-      if (libbpf.mapLookupElem(this._livesFd, key, value) === 0 && value.readUInt32LE(this._livesLayout.closedOffset) === 0) {
-        out.add(Number(value.readBigUInt64LE(this._livesLayout.cookieOffset)));
-      }
-      prev = key;
-    }
-    return out;
+    return this._closed ? undefined : this._lives.openCookies();
   }
 
   detach(): void {

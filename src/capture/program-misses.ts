@@ -6,15 +6,15 @@
 // misses count there: an upper bound, since the spare's own skipped runs may be for changes the
 // first copy took (the spare checks each change, briefly, in process context too).
 import { libbpf } from './libbpf.js';
-import { structLayout, withVmlinuxBtf } from './btf.js';
+import type { StructLayout } from './btf.js';
 
 export interface ProgramMisses {
   /** recursion_misses summed over the programs; 0 where the kernel has no such counter */
   read(): number;
 }
 
-export function createProgramMisses(progFds: readonly number[]): ProgramMisses {
-  const layout = withVmlinuxBtf((btf) => structLayout(btf, 'bpf_prog_info'));
+/** `layout`: struct bpf_prog_info in the kernel's BTF (undefined: no such struct). */
+export function createProgramMisses(layout: StructLayout | undefined, progFds: readonly number[]): ProgramMisses {
   const member = layout?.members['recursion_misses'];
   if (!layout || !member) return { read: () => 0 };
   const info = Buffer.alloc(layout.size);
