@@ -244,7 +244,7 @@ class CorrelatorImpl implements Correlator {
   endLostCloses(stillOpen: (cookie: number) => boolean, nowMonoNs: number): number {
     let n = 0;
     try {
-      for (const c of [...this._conns.values()]) {
+      for (const c of this._conns.values()) { // a Map's iteration survives deleting what it has visited
         if (c.phase !== OPEN || (c.flags & F_LOSS_SUSPECT) === 0 || stillOpen(c.cookie)) continue;
         this._rememberEvicted(c); // a record of it arriving after all is counted, never a second span
         this._stop(c, nowMonoNs);

@@ -191,7 +191,7 @@ class RingBridge implements Bridge {
   start(): void {
     this._poller.start();
     // losses are seen when records are drained; a loss at the end of a burst is followed by none
-    this._lossTimer = setInterval(() => this._checkLoss(nowMono()), this._opts.lossCheckMs ?? 1000);
+    this._lossTimer = setInterval(() => this._checkLossIfDue(nowMono()), this._lossCheckMs);
     this._lossTimer.unref();
     const detector = this._opts.detector;
     if (detector !== undefined) {
@@ -228,7 +228,7 @@ class RingBridge implements Bridge {
     const n = this._opts.capture.ring.drain(this._handle, max);
     const now = nowMono();
     this._correlator.tick(now);
-    if (now - this._lastLossCheck > (this._opts.lossCheckMs ?? 250) * 1e6) this._checkLoss(now);
+    this._checkLossIfDue(now);
     this._armLingerTimer();
     return n;
   }
@@ -244,6 +244,14 @@ class RingBridge implements Bridge {
       this._correlator.tick(nowMono());
       this._armLingerTimer();
     }, this._opts.correlator.lingerMs + 1);
+  }
+
+  private get _lossCheckMs(): number {
+    return this._opts.lossCheckMs ?? 250;
+  }
+
+  private _checkLossIfDue(now: number): void {
+    if (now - this._lastLossCheck > this._lossCheckMs * 1e6) this._checkLoss(now);
   }
 
   /** The kernel's loss counters moved: flag the connections whose events may be missing. */
