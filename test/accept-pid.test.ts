@@ -65,7 +65,7 @@ describe('server ends attributed at accept', function () {
       // SO_LINGER 0 and close: an RST; the server process never closes its end (it waits on stdin)
       client.resetAndDestroy();
       await server.line('reset');
-      await session.waitFor((spans) => spans.length >= 2, 5000, 'both ends');
+      await session.waitFor((spans) => spans.length >= 2, 15_000, 'both ends');
 
       const serverSpan = session.spans.find((s) => s.span.kind === 'server');
       const clientSpan = session.spans.find((s) => s.span.kind === 'client');

@@ -50,7 +50,7 @@ describe('kernel capture', function () {
         const client = await runClient(LOOPBACK[family], server.port, { send: 5, expect: 3 });
         const isClient = (e: CapturedEvent) => e.lport === client.localPort && e.rport === server.port;
         const isServer = (e: CapturedEvent) => e.lport === server.port && e.rport === client.localPort;
-        await session.waitFor((evs) => closes(evs) >= 2, 5000, 'both ends to close');
+        await session.waitFor((evs) => closes(evs) >= 2, 15_000, 'both ends to close');
         await server.close();
 
         const evs = session.events;
@@ -104,12 +104,20 @@ describe('kernel capture', function () {
   it('should time a server end from its SYN-ACK without sock_ops: after the client\'s SYN, before its own SYN_RECV', async () => {
     const server = await startServer(4, { reply: 1 });
     session = await startCaptureSession({ ports: [server.port] }, false);
-    const client = await runClient('127.0.0.1', server.port, { send: 1, expect: 1 });
-    await session.waitFor((evs) => closes(evs) >= 2, 5000, 'both ends to close');
-    await server.close();
+    // the kernel takes the SYN-ACK's time from the RTT sample only when ESTABLISHED minus that sample
+    // falls after SYN_RECV; a preempted vCPU between the two can defeat that on loopback (µs RTTs),
+    // and the end keeps its SYN_RECV time: up to three connections, one must have it
+    let client: Awaited<ReturnType<typeof runClient>>, cClose: CapturedEvent, sClose: CapturedEvent;
     const evs = session.events;
-    const cClose = closeOf(evs, cookieOf(evs, (e) => e.lport === client.localPort, 'the client end'));
-    const sClose = closeOf(evs, cookieOf(evs, (e) => e.rport === client.localPort, 'the server end'));
+    for (let attempt = 1; ; attempt++) {
+      client = await runClient('127.0.0.1', server.port, { send: 1, expect: 1 });
+      await session.waitFor((e) => closes(e) >= 2 * attempt, 15_000, 'both ends to close');
+      cClose = closeOf(evs, cookieOf(evs, (e) => e.lport === client.localPort, 'the client end'));
+      sClose = closeOf(evs, cookieOf(evs, (e) => e.rport === client.localPort, 'the server end'));
+      if (sClose.flags & EventFlag.SynRtt || attempt === 3) break;
+      assert.equal(sClose.startNs, sClose.transNs[0], 'without the RTT rule, the server end starts at SYN_RECV');
+    }
+    await server.close();
     assert.equal(sClose.flags & (EventFlag.SynRtt | EventFlag.SynSockops), EventFlag.SynRtt);
     // ESTABLISHED minus the SYN-ACK's RTT sample: when the SYN-ACK left, after the client's SYN was sent
     assert.ok(sClose.startNs > cClose.transNs[0]! && sClose.startNs < sClose.transNs[0]!,
@@ -125,7 +133,7 @@ describe('kernel capture', function () {
     session = await startCaptureSession({ ports: [port] });
     const client = await runClient('127.0.0.1', port);
     assert.equal(client.error, 'ECONNREFUSED');
-    await session.waitFor((evs) => evs.some((e) => e.kind === EventKind.Error), 5000, 'the error report');
+    await session.waitFor((evs) => evs.some((e) => e.kind === EventKind.Error), 15_000, 'the error report');
     const evs = session.events;
     const c = cookieOf(evs, (e) => e.kind === EventKind.Close, 'the Close record');
     const mine = evs.filter((e) => e.cookie === c).map((e) => [e.kind, e.stateName, e.error]);
@@ -152,7 +160,7 @@ describe('kernel capture', function () {
     session = await startCaptureSession({ ports: [server.port] });
     const client = await runClient('127.0.0.1', server.port, { send: 10, expect: 1 });
     assert.equal(client.error, 'ECONNRESET');
-    await session.waitFor((evs) => closes(evs) >= 2 && evs.filter((e) => e.kind === EventKind.Error).length >= 2, 5000, 'both ends to close');
+    await session.waitFor((evs) => closes(evs) >= 2 && evs.filter((e) => e.kind === EventKind.Error).length >= 2, 15_000, 'both ends to close');
     await server.close();
     const evs = session.events;
     const s = cookieOf(evs, (e) => e.lport === server.port && e.cookie !== 0, 'the server end');
@@ -190,7 +198,7 @@ describe('kernel capture', function () {
     const est = session.events.find((e) => e.kind === EventKind.Open && e.lport === sock.localPort)!;
     assert.equal(session.capture.countLives(), 2, 'a life for each open end');
     sock.end();
-    await session.waitFor((evs) => evs.some((e) => e.kind === EventKind.Close && e.cookie === est.cookie), 5000, 'the Close record');
+    await session.waitFor((evs) => evs.some((e) => e.kind === EventKind.Close && e.cookie === est.cookie), 15_000, 'the Close record');
     const fin = session.events.find((e) => e.kind === EventKind.Close && e.cookie === est.cookie)!;
     // after ss read them, only the FINs moved the byte counters: one each way
     assert.deepEqual({ bytesAcked: fin.bytesAcked, bytesReceived: fin.bytesReceived },
@@ -198,8 +206,10 @@ describe('kernel capture', function () {
     // and the FIN exchange added segments: ours, its ACK and the peer's FIN (perhaps in one), our last ACK
     assert.ok(fin.segsOut >= field('segs_out') + 2 && fin.segsOut <= field('segs_out') + 3, `segs_out ${fin.segsOut} vs ss ${field('segs_out')}`);
     assert.ok(fin.segsIn >= field('segs_in') + 1 && fin.segsIn <= field('segs_in') + 2, `segs_in ${fin.segsIn} vs ss ${field('segs_in')}`);
-    // ss's smoothed RTT was the kernel's when established traffic ended; the FIN exchange may move it a little
-    assert.ok(fin.srttUs > 0 && Math.abs(fin.srttUs - rttMs * 1000) <= Math.max(50, rttMs * 500), `srtt ${fin.srttUs} us vs ss ${rttMs} ms`);
+    // ss's smoothed RTT was the kernel's when established traffic ended; the FIN exchange moves it by
+    // an eighth of one more sample, which includes this process's event-loop delay before its end()
+    // (a loaded machine: milliseconds). The unit is checked exactly by the SYN-ACK test above.
+    assert.ok(fin.srttUs > 0 && Math.abs(fin.srttUs - rttMs * 1000) <= Math.max(1000, rttMs * 1000), `srtt ${fin.srttUs} us vs ss ${rttMs} ms`);
     // the receive-path summary saw every echoed segment
     assert.ok(fin.rttCount >= 30 && fin.rttMinUs > 0 && fin.rttMinUs <= fin.rttMaxUs, JSON.stringify(fin));
     await server.close();
@@ -211,7 +221,7 @@ describe('kernel capture', function () {
     const other = await startServer(6, { reply: 1 });
     session = await startCaptureSession({ ports: [wanted.port] });
     await Promise.all([runClient('::1', other.port, { send: 1, expect: 1 }), runClient('127.0.0.1', wanted.port, { send: 1, expect: 1 }), runClient('::1', other.port, { send: 1, expect: 1 })]);
-    await session.waitFor((evs) => closes(evs) >= 2, 5000, 'the wanted connection to close');
+    await session.waitFor((evs) => closes(evs) >= 2, 15_000, 'the wanted connection to close');
     await new Promise((r) => setTimeout(r, 100));
     await Promise.all([wanted.close(), other.close()]);
     const counters = await session.stop();
@@ -226,7 +236,7 @@ describe('kernel capture', function () {
     session = await startCaptureSession({ cidrs: [{ family: 10, addr: Uint8Array.from([...Array(15).fill(0), 1]), prefix: 128, text: '::1/128' }] });
     await runClient('127.0.0.1', v4.port, { send: 1, expect: 1 });
     await runClient('::1', v6.port, { send: 1, expect: 1 });
-    await session.waitFor((evs) => closes(evs) >= 2, 5000, 'the IPv6 connection to close');
+    await session.waitFor((evs) => closes(evs) >= 2, 15_000, 'the IPv6 connection to close');
     await Promise.all([v4.close(), v6.close()]);
     await session.stop();
     assert.deepEqual(session.events.filter((e) => e.family !== 10 || (e.local !== '::1' && e.remote !== '::1')), []);

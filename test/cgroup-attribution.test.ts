@@ -105,7 +105,7 @@ describe('container.id and k8s.pod.uid from the socket\'s cgroup', function () {
       child = spawn(process.execPath, ['-e', CHILD, path.join(dir, 'cgroup.procs'), String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
       let out = '';
       child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-      const deadline = Date.now() + 5000;
+      const deadline = Date.now() + 15_000;
       while (!/done \d+/.test(out)) {
         assert.ok(Date.now() < deadline && child.exitCode === null, `the child did not make its connection: ${out}`);
         await new Promise((r) => setTimeout(r, 10));
@@ -119,7 +119,7 @@ describe('container.id and k8s.pod.uid from the socket\'s cgroup', function () {
       await once(outside, 'data');
       outside.end();
       await once(outside, 'close');
-      await session.waitFor((spans) => spans.length >= 4, 5000, 'four ends');
+      await session.waitFor((spans) => spans.length >= 4, 15_000, 'four ends');
 
       const ino = statSync(dir).ino;
       // the ids are the resource's, the one each span is exported under, not the span's

@@ -15,8 +15,12 @@ const INTERVAL_MS = 1000;
 // bytes the client sends in each interval and the server answers, then after the last checkpoint
 const REQUEST = [1000, 2000, 3000, 4000];
 const REPLY = [10, 20, 30, 40];
-// when each exchange starts, ms after connect: mid-interval, far from the checkpoints at 1, 2, 3 s
+// when each exchange starts at the earliest, ms after connect: mid-interval; an exchange after the
+// first also waits until the checkpoints before it have arrived, so a late checkpoint on a slow
+// machine cannot take the next interval's bytes
 const AT_MS = [500, 1500, 2500, 3200];
+// how late a checkpoint may end after it was due (read every 50 ms; a slow machine is slower)
+const LATE_MS = 600;
 const HOLD_MS = 3500;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -45,8 +49,12 @@ async function serve(): Promise<{ port: number; close(): Promise<void> }> {
   };
 }
 
-/** Connects, makes exchange i at AT_MS[i] (each waits for its whole reply), closes at `holdMs`; the client's port. */
-async function heldConnection(port: number, holdMs: number, exchanges: number): Promise<number> {
+/**
+ * Connects, makes exchange i at AT_MS[i] (each waits for its whole reply), closes at `holdMs`; the
+ * client's port. With `before`, exchange i > 0 also waits for `before(i, clientPort)`.
+ */
+async function heldConnection(port: number, holdMs: number, exchanges: number,
+  before?: (i: number, clientPort: number) => Promise<void>): Promise<number> {
   const t0 = Date.now();
   const s = net.connect(port, HOST);
   await once(s, 'connect');
@@ -54,6 +62,7 @@ async function heldConnection(port: number, holdMs: number, exchanges: number): 
   s.on('data', (d) => { received += d.length; });
   for (let i = 0; i < exchanges; i++) {
     await sleep(Math.max(0, t0 + AT_MS[i]! - Date.now()));
+    if (i > 0 && before !== undefined) await before(i, s.localPort!);
     s.write(Buffer.alloc(REQUEST[i]!, 0x61));
     while (received < sum(REPLY.slice(0, i + 1))) await sleep(5);
   }
@@ -101,7 +110,16 @@ describe('checkpoints of long-lived connections (tcpspan run --checkpoint-ms, re
   it('should emit 3 checkpoints per end of a connection held 3.5 intervals, in its trace, with interval deltas adding up to the totals', async () => {
     run = await startRun(receiver!, INTERVAL_MS);
     assert.match(run.stderr(), /checkpoints of open connections every 1000 ms/);
-    const clientPort = await heldConnection(server!.port, HOLD_MS, REQUEST.length);
+    // exchange i follows checkpoint i of both ends (the receiver has them)
+    const checkpointsIn = async (i: number, local: number): Promise<void> => {
+      for (const end = Date.now() + 10_000; Date.now() < end; await sleep(20)) {
+        const got = receiver!.spans().filter((x) => x.name === 'tcp.connection.checkpoint' && num(x, 'tcpspan.checkpoint.sequence') === i &&
+          (x.attributes['network.local.port'] === local || x.attributes['network.peer.port'] === local));
+        if (got.length === 2) return;
+      }
+      assert.fail(`checkpoint ${i} of both ends not exported within 10 s`);
+    };
+    const clientPort = await heldConnection(server!.port, HOLD_MS, REQUEST.length, checkpointsIn);
     const shortPort = await heldConnection(server!.port, 300, 0); // closes long before an interval
     await sleep(300);
     assert.equal(await run.stop(), 0, run.stderr());
@@ -134,10 +152,11 @@ describe('checkpoints of long-lived connections (tcpspan run --checkpoint-ms, re
       cps.forEach((cp, i) => {
         assert.deepEqual({ kind: cp.kindName, seq: cp.attributes['tcpspan.checkpoint.sequence'], state: cp.attributes['network.connection.state'], status: cp.status.code },
           { kind: 'SPAN_KIND_INTERNAL', seq: i + 1, state: 'established', status: 0 }, `${who} checkpoint ${i + 1}`);
-        // contiguous intervals from the end's start, about one interval each
+        // contiguous intervals from the end's start, each ending when due (k intervals after the
+        // start) or a little after, when it was read
         assert.equal(cp.startTimeUnixNano, prevEnd, `${who} checkpoint ${i + 1} starts where the previous one ended`);
-        const ms = Number(cp.endTimeUnixNano - cp.startTimeUnixNano) / 1e6;
-        assert.ok(ms >= 0.9 * INTERVAL_MS && ms <= 1.5 * INTERVAL_MS, `${who} checkpoint ${i + 1} lasted ${ms} ms`);
+        const late = Number(cp.endTimeUnixNano - end.startTimeUnixNano) / 1e6 - (i + 1) * INTERVAL_MS;
+        assert.ok(late >= -1 && late <= LATE_MS, `${who} checkpoint ${i + 1} ended ${late} ms after it was due`);
         prevEnd = cp.endTimeUnixNano;
         // this interval's exchange exactly, and the totals so far
         assert.deepEqual([num(cp, 'tcp.bytes.sent'), num(cp, 'tcp.bytes.received'), num(cp, 'tcp.retransmits')], [sent[i], received[i], 0],

@@ -134,7 +134,7 @@ function assertOneLineError(err: unknown, names: string[]): void {
 }
 
 describe('loadConfig (fuzzed)', function () {
-  this.timeout(5000);
+  this.timeout(20_000);
   let dir: string;
   let n = 0;
   before(() => { dir = mkdtempSync(path.join(tmpdir(), 'tcpspan-config-fuzz-')); });

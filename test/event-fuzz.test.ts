@@ -143,7 +143,7 @@ function mutate(rng: Rng, rec: Buffer): void {
 const BUFFER = 4096;
 
 describe('decodeEvent (fuzzed)', function () {
-  this.timeout(5000);
+  this.timeout(20_000);
 
   it('should decode random bytes at every 8-byte offset into values of their types, as the reference does', () => {
     const out = newKernelEvent(); // reused, as the bridge does: stale fields must not matter

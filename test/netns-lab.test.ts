@@ -15,7 +15,7 @@ function delta(after: Record<string, number>, before: Record<string, number>, ke
 }
 
 describe('netns lab', function () {
-  this.timeout(15_000);
+  this.timeout(60_000);
   let lab: Lab | undefined;
 
   before(async function () {
@@ -67,7 +67,11 @@ describe('netns lab', function () {
     const a0 = await lab!.a.nstat();
     await lab!.transfer({ bytes: 4 * 1024 * 1024 });
     const a1 = await lab!.a.nstat();
-    assert.equal(delta(a1, a0, 'TcpRetransSegs'), 0);
+    // Reordering retransmitted dozens of segments per MB; a loaded machine that delays an ACK past
+    // the loss-probe timer may still retransmit a few of the ≈ 2,900 segments, which is not that.
+    const retrans = delta(a1, a0, 'TcpRetransSegs');
+    assert.ok(retrans <= 4, `${retrans} segments retransmitted (${delta(a1, a0, 'TcpExtTCPLossProbes')} loss probes, ` +
+      `${delta(a1, a0, 'TcpExtTCPTimeouts')} RTOs)`);
   });
 
   it('should make the sender retransmit when b drops 10% of incoming TCP, without touching the host', async () => {
@@ -76,7 +80,7 @@ describe('netns lab', function () {
     const a0 = await lab!.a.nstat();
     const b0 = await lab!.b.nstat();
     await lab!.dropRandom('b', 10);
-    const r = await lab!.transfer({ bytes, family: 4, timeoutMs: 10_000 });
+    const r = await lab!.transfer({ bytes, family: 4, timeoutMs: 30_000 });
     const dropped = await lab!.droppedPackets('b');
     await lab!.clearDrops('b');
     const a1 = await lab!.a.nstat();

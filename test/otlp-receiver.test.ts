@@ -186,14 +186,14 @@ describe('OTLP receiver', () => {
   });
 
   it('should not record a call the exporter gave up on while delayMs held it', async () => {
-    const r = await receiver({ delayMs: 600 });
-    const exporter = new OTLPTraceExporter({ url: r.endpoint, timeoutMillis: 150 });
+    const r = await receiver({ delayMs: 3000 });
+    const exporter = new OTLPTraceExporter({ url: r.endpoint, timeoutMillis: 1000 });
     cleanups.push(() => exporter.shutdown());
 
     const result = await exportSpans(exporter, oneReadableSpan('too-slow'));
     assert.equal(result.code, ExportResultCode.FAILED);
     assert.equal((result.error as { code?: number } | undefined)?.code, grpc.status.DEADLINE_EXCEEDED);
-    await new Promise((resolve) => setTimeout(resolve, 800)); // past the receiver's delay
+    await new Promise((resolve) => setTimeout(resolve, 3500)); // past the receiver's delay
     assert.deepStrictEqual(r.spans(), []);
     assert.equal(r.requests.trace, 1);
   });

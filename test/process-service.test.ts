@@ -145,11 +145,12 @@ describe('process-service', () => {
 const MAIN = path.resolve(__dirname, '..', 'src', 'cli', 'main.js');
 
 // A server that answers the first data and closes first (its end gets its pid at FIN_WAIT1),
-// and a client that sends, waits for the server's close, closes and exits.
+// and a client that sends, waits for the server's close, closes and stays (the test kills it: a
+// process gone before tcpspan read its environment would have no service, on a slow machine too).
 const SERVER_JS = `const s = require('net').createServer((c) => { c.on('error', () => {}); c.once('data', () => c.end('abc')); });
 s.listen(Number(process.argv[1]), '127.0.0.1', () => console.error('ready'));`;
 const CLIENT_JS = `const c = require('net').connect(Number(process.argv[1]), '127.0.0.1', () => { console.error('ready ' + c.localPort); c.write('hello'); });
-c.on('data', () => {}); c.on('end', () => c.end()); c.on('close', () => setTimeout(() => process.exit(0), 300));`;
+c.on('data', () => {}); c.on('end', () => c.end()); c.on('close', () => setTimeout(() => process.exit(0), 30000));`;
 
 describe('tcpspan run with attribution.serviceFromProcess', function () {
   this.timeout(60_000);

@@ -57,8 +57,14 @@ describe('ring overflow', function () {
       ready: 'running:', env: { PATH: process.env['PATH'] ?? '', OTEL_BSP_SCHEDULE_DELAY: '100' },
     });
     await burst(server.port, 2000, 32);
-    // the sweep runs a second after the loss is seen; then every end has been emitted
-    await new Promise((r) => setTimeout(r, 3000));
+    // the sweep runs a second after the loss is seen (later while exports are backed up); then every
+    // end has been emitted: wait until nothing has arrived for 2.5 s (two sweeps), at most 30 s
+    let seen = -1, since = Date.now();
+    for (const end = Date.now() + 30_000; Date.now() < end && Date.now() - since < 2500;) {
+      await new Promise((r) => setTimeout(r, 100));
+      const n = receiver.spans().length;
+      if (n !== seen) { seen = n; since = Date.now(); }
+    }
     const beforeStop = receiver.spans().length;
     assert.equal(await run.stop(), 0);
     const line = run.stderr().split('\n').find((l) => l.startsWith('tcpspan: stopped:'))!;

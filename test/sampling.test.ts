@@ -109,7 +109,10 @@ describe('sampling (tcpspan run --sampling-ratio 0.1, real kernel)', function ()
     const addrs = [`${HOST}/32`, `10.199.${lab!.subnet}.0/24`].flatMap((a) => ['--addr', a]);
     run = await spawnUntilReady(process.execPath, [MAIN, 'run', ...addrs, '--sampling-ratio', String(RATIO)], {
       ready: 'running:',
-      env: { PATH: process.env['PATH'] ?? '', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_METRIC_EXPORT_INTERVAL: '500' },
+      // the slow-handshake rule off (its own unit test has it): a loaded machine may take 200 ms for a
+      // loopback handshake, and an end kept by that rule would stand alone, outside the ratio
+      env: { PATH: process.env['PATH'] ?? '', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_METRIC_EXPORT_INTERVAL: '500',
+        TCPSPAN_SAMPLING_KEEP_SLOWER_THAN_MS: '0' },
     });
     assert.match(run.stderr(), /spans to otlp \(sampling: 0\.1 of healthy connections, every failure\)/);
 
@@ -121,6 +124,13 @@ describe('sampling (tcpspan run --sampling-ratio 0.1, real kernel)', function ()
     const transfers: TransferResult[] = [];
     for (let i = 0; i < LOSSY; i++) transfers.push(await lab!.transfer({ bytes: 256 << 10, port: lossyPort, from: 'a' }));
     await lab!.clearDrops('b');
+    const expectedEnds = 2 * HEALTHY + REFUSED + 2 * RESET + 2 * LOSSY;
+    // every end closed (the last lossy one may wait for a FIN's retransmit): the metrics say so
+    const closedNow = () => {
+      const m = receiver!.metrics().filter((x) => x.name === 'tcp.connections.closed').at(-1);
+      return m?.type === 'sum' ? m.dataPoints.reduce((n, p) => n + Number(p.value), 0) : 0;
+    };
+    for (const end = Date.now() + 15_000; closedNow() < expectedEnds && Date.now() < end;) await sleep(100);
     await sleep(300); // the last ends' trailing events
     assert.equal(await run.stop(), 0, run.stderr());
 
@@ -129,7 +139,6 @@ describe('sampling (tcpspan run --sampling-ratio 0.1, real kernel)', function ()
     const line = /stopped: \d+ kernel events, (\d+) spans, (\d+) sampled out \(otlp (\d+)\);.*spans dropped: (.*)$/m.exec(run.stderr());
     assert.ok(line, run.stderr());
     const [ends, sampledOut, exported, dropped] = [Number(line[1]), Number(line[2]), Number(line[3]), line[4]];
-    const expectedEnds = 2 * HEALTHY + REFUSED + 2 * RESET + 2 * LOSSY;
 
     // the metrics count every end, sampled out or not; the spans are what was kept, nothing lost
     const closed = counterBy(metrics, 'tcp.connections.closed', 'tcp.close.reason');
@@ -167,8 +176,7 @@ describe('sampling (tcpspan run --sampling-ratio 0.1, real kernel)', function ()
       if (ratioKeeps(client.traceId)) assert.ok(server, `trace ${client.traceId}: the ratio keeps it, the server end is missing`);
       if (server && !ratioKeeps(client.traceId)) {
         assert.equal(server.traceState, 'ot=th:0');
-        assert.ok(Number(server.attributes['tcp.retransmits']) > 0 || server.status.code === 2 ||
-          Number(server.attributes['tcp.handshake.duration']) > 0.2, `server end of ${client.traceId} kept without a rule`);
+        assert.ok(Number(server.attributes['tcp.retransmits']) > 0 || server.status.code === 2, `server end of ${client.traceId} kept without a rule`);
       }
     }
 

@@ -104,6 +104,7 @@ describe('SYN accounting and detection (real kernel, two namespaces)', function 
     const server = lab.b.spawn([process.execPath, '-e', LISTEN_JS, lab.b.addr4, ports.join(',')]);
     await ready(server);
     const list = Array.from({ length: 200 }, (_, i) => ports[i % 3]).join(',');
+    const syn0 = (await lab.a.nstat())['TcpExtTCPSynRetrans'] ?? 0;
     const r = await lab.a.exec([process.execPath, '-e', CONNECT_JS, lab.b.addr4, list, '0'], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, r.stderr);
     // two scan windows and two flood windows later, still nothing
@@ -111,7 +112,11 @@ describe('SYN accounting and detection (real kernel, two namespaces)', function 
     assert.deepEqual(mine('tcp.port_scan'), []);
     assert.deepEqual(mine('tcp.syn_flood'), []);
     const received = detector.sources.synsReceived();
-    assert.deepEqual(ports.map((p) => received.get(p)), [67, 67, 66]);
+    // one SYN per connection, and the SYNs a stalled machine retransmitted (none, mostly)
+    const synRetrans = ((await lab.a.nstat())['TcpExtTCPSynRetrans'] ?? 0) - syn0;
+    const got = ports.map((p) => received.get(p) ?? 0);
+    assert.ok(got[0]! >= 67 && got[1]! >= 67 && got[2]! >= 66, JSON.stringify(got));
+    assert.equal(got[0]! + got[1]! + got[2]!, 200 + synRetrans, `${JSON.stringify(got)}, ${synRetrans} SYN(s) retransmitted`);
     server.kill();
   });
 
@@ -174,7 +179,7 @@ describe('SYN accounting and detection (real kernel, two namespaces)', function 
     const top = String(a['tcp.syn_flood.top_sources']).split(',');
     assert.ok(top.length === 5 && top.every((t) => t.startsWith(`${prefix}.`)), `top sources ${a['tcp.syn_flood.top_sources']}`);
     const durS = f.endTime[0] - f.startTime[0] + (f.endTime[1] - f.startTime[1]) / 1e9;
-    assert.ok(durS > 3 && durS < 7.5, `episode of ${durS} s for a 5 s flood (${(Date.now() - t0) / 1e3} s ago)`);
+    assert.ok(durS > 2.5 && durS < 9, `episode of ${durS} s for a 5 s flood (${(Date.now() - t0) / 1e3} s ago)`);
     assert.equal(detector.sources.detections().syn_flood, 1);
     listener.kill();
   });

@@ -30,7 +30,7 @@ export async function startAcceptServer(address: string, opts: { v6only?: boolea
     [address, opts.v6only === false ? '0' : '1', opts.syscall], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-  const line = async (prefix: string, timeoutMs = 5000): Promise<string> => {
+  const line = async (prefix: string, timeoutMs = 15_000): Promise<string> => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const hit = out.split('\n').find((l) => l.startsWith(prefix));

@@ -55,7 +55,7 @@ export async function startCaptureSession(filter: Partial<FilterSpec> = {}, synT
   return {
     capture,
     events,
-    async waitFor(pred, timeoutMs = 5000, what = 'events') {
+    async waitFor(pred, timeoutMs = 15_000, what = 'events') {
       const deadline = Date.now() + timeoutMs;
       while (!pred(events)) {
         if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (${events.length} events seen)`);

@@ -423,14 +423,14 @@ class Receiver implements OtlpReceiver {
   arrivals(): bigint[] { return [...this.arrivalNs]; }
   metrics(): ReceivedMetric[] { return [...this.received.metrics]; }
 
-  waitForSpans(n: number, timeoutMs = 5000): Promise<ReceivedSpan[]> {
+  waitForSpans(n: number, timeoutMs = 15_000): Promise<ReceivedSpan[]> {
     return this.waiters.wait(
       () => (this.received.spans.length >= n ? this.spans() : undefined), timeoutMs,
       () => `waitForSpans: wanted ${n} span(s) within ${timeoutMs} ms, ${this.received.spans.length} arrived `
         + `(${this.describeRequests()})`);
   }
 
-  waitForMetric(name: string, timeoutMs = 5000): Promise<ReceivedMetric> {
+  waitForMetric(name: string, timeoutMs = 15_000): Promise<ReceivedMetric> {
     return this.waiters.wait(
       () => this.received.metrics.findLast((m) => m.name === name), timeoutMs,
       () => `waitForMetric: no metric '${name}' within ${timeoutMs} ms; ${this.received.metrics.length} metric(s) `

@@ -26,7 +26,7 @@ export async function spawnUntilReady(command: string, args: string[], opts: Rea
   let out = '', err = '';
   child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
   child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
+  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
   while (!err.includes(opts.ready)) {
     if (child.exitCode !== null || Date.now() > deadline) {
       if (child.exitCode === null) child.kill('SIGKILL');

@@ -33,7 +33,7 @@ export function startSpanSession(filter: Partial<FilterSpec>, attributor?: Attri
   bridge.start();
   return {
     spans,
-    async waitFor(pred, timeoutMs = 5000, what = 'spans') {
+    async waitFor(pred, timeoutMs = 15_000, what = 'spans') {
       const deadline = Date.now() + timeoutMs;
       while (!pred(spans)) {
         if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (${spans.length} spans seen)`);
