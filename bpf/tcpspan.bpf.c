@@ -578,6 +578,17 @@ int BPF_PROG(handle_set_state_spare, const struct sock *sk, const int oldstate, 
 	return set_state(sk, oldstate, newstate);
 }
 
+/* How a socket first seen open took its local port: its bind bucket says (TCPSPAN_PORT_*). */
+static __always_inline __u8 port_origin(const struct sock *sk)
+{
+	const struct inet_connection_sock *icsk = (const void *)sk;
+	struct inet_bind_bucket *tb = BPF_CORE_READ(icsk, icsk_bind_hash);
+
+	if (!tb)
+		return TCPSPAN_PORT_UNKNOWN;
+	return BPF_CORE_READ(tb, fastreuse) < 0 ? TCPSPAN_PORT_CONNECT : TCPSPAN_PORT_BOUND;
+}
+
 static __always_inline int set_state(const struct sock *sk, const int oldstate, const int newstate)
 {
 	struct sock_info *si;
@@ -605,8 +616,11 @@ static __always_inline int set_state(const struct sock *sk, const int oldstate, 
 		return 0; /* nothing after CLOSE until a new start */
 
 	n = c->n_trans;
-	if (n == 0)
+	if (n == 0) {
 		c->first_oldstate = oldstate;
+		if (!start)
+			c->port_origin = port_origin(sk);
+	}
 	if (n < TCPSPAN_MAX_TRANSITIONS) {
 		c->trans_ns[n & (TCPSPAN_MAX_TRANSITIONS - 1)] = now;
 		c->trans_state[n & (TCPSPAN_MAX_TRANSITIONS - 1)] = newstate;

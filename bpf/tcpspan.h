@@ -82,9 +82,19 @@ struct tcpspan_conn {
 	__u8 trans_state[TCPSPAN_MAX_TRANSITIONS]; /* the state entered by each transition */
 	__u8 first_oldstate;   /* the state the first transition left */
 	__u8 n_trans;          /* transitions seen (more than TCPSPAN_MAX_TRANSITIONS: the rest not kept) */
-	__u8 _pad[2];
+	__u8 port_origin;      /* life first seen open: how its local port was taken (TCPSPAN_PORT_*) */
+	__u8 _pad[1];
 	char comm[TCPSPAN_COMM_LEN];
 };
+
+/*
+ * How a socket first seen open took its local port (tcpspan_conn.port_origin), from its bind
+ * bucket: connect() makes its own (fastreuse -1) and never shares one bind() or listen() made,
+ * so such a socket opened the connection, and its bytes_acked counts its SYN.
+ */
+#define TCPSPAN_PORT_UNKNOWN   0 /* a life seen from its start, or no bind bucket */
+#define TCPSPAN_PORT_CONNECT   1 /* picked by connect(): the active opener */
+#define TCPSPAN_PORT_BOUND     2 /* bound by bind() or listen(), or a listener's: passive, or a client that bound its port */
 
 /* What a rare event's socket is known as (tcpspan_event.life). */
 enum tcpspan_life {

@@ -5,7 +5,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { startCaptureSession, ownNetns, type CaptureSession, type CapturedEvent } from './support/capture-session.js';
 import { closedPort, LOOPBACK, runClient, startServer, type Family } from './support/tcp.js';
-import { EventFlag, EventKind, isConnRecord, Life } from '../src/decode/event.js';
+import { EventFlag, EventKind, isConnRecord, Life, PortOrigin } from '../src/decode/event.js';
 
 const ECONNREFUSED = 111;
 const ECONNRESET = 104;
@@ -100,6 +100,41 @@ describe('kernel capture', function () {
       });
     });
   }
+
+  it('should say, of ends open before it started, whose port connect() picked (their bytes_acked counts the SYN)', async () => {
+    const server = await startServer(4, { reply: 3 }); // listen(0): a port bind() picked
+    const picked = net.connect(server.port, '127.0.0.1');
+    await once(picked, 'connect');
+    const bound = net.connect({ port: server.port, host: '127.0.0.1', localAddress: '127.0.0.1', localPort: await closedPort(4) });
+    await once(bound, 'connect');
+    for (const s of [picked, bound]) {
+      s.on('error', () => undefined);
+      s.write('hello');
+      await once(s, 'data');
+    }
+    session = await startCaptureSession({ ports: [server.port] });
+    const fresh = await runClient('127.0.0.1', server.port, { send: 5, expect: 3 }); // seen from its start
+    const [pickedPort, boundPort] = [picked.localPort!, bound.localPort!];
+    for (const s of [picked, bound]) s.end();
+    await session.waitFor((evs) => closes(evs) >= 6, 15_000, 'six ends to close');
+    await server.close();
+    const evs = session.events;
+    const end = (lport: number, rport: number) => {
+      const e = evs.find((x) => x.kind === EventKind.Close && x.lport === lport && x.rport === rport);
+      assert.ok(e, `no Close record for ${lport}→${rport}`);
+      return { origin: e.portOrigin, acked: e.bytesAcked };
+    };
+    // SYN, 5 bytes and FIN for the client that connect() gave a port; 3 bytes and FIN for the servers
+    assert.deepEqual(end(pickedPort, server.port), { origin: PortOrigin.Connect, acked: 1 + 5 + 1 });
+    assert.deepEqual(end(server.port, pickedPort), { origin: PortOrigin.Bound, acked: 3 + 1 });
+    // a client that bound its port looks like a server: the limit the README documents
+    assert.deepEqual(end(boundPort, server.port), { origin: PortOrigin.Bound, acked: 1 + 5 + 1 });
+    assert.deepEqual(end(server.port, boundPort), { origin: PortOrigin.Bound, acked: 3 + 1 });
+    // the kernel notes it only for a life first seen open
+    assert.deepEqual([end(fresh.localPort, server.port).origin, end(server.port, fresh.localPort).origin], [PortOrigin.Unknown, PortOrigin.Unknown]);
+    picked.destroy();
+    bound.destroy();
+  });
 
   it('should time a server end from its SYN-ACK without sock_ops: after the client\'s SYN, before its own SYN_RECV', async () => {
     const server = await startServer(4, { reply: 1 });

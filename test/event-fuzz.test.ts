@@ -38,7 +38,7 @@ const PAYLOAD: [Scalar, number, CType][] = [
   ['payloadSegLen', P.seg_len.offset, 'u32'], ['payloadDir', P.dir.offset, 'u8'], ['payloadWhat', P.what.offset, 'u8'],
 ];
 const CONN: [Scalar, number, CType][] = [
-  ['startNs', C.start_ns.offset, 'u64'], ['nTrans', C.n_trans.offset, 'u8'], ['firstOldstate', C.first_oldstate.offset, 'u8'],
+  ['startNs', C.start_ns.offset, 'u64'], ['nTrans', C.n_trans.offset, 'u8'], ['firstOldstate', C.first_oldstate.offset, 'u8'], ['portOrigin', C.port_origin.offset, 'u8'],
   ['bytesAcked', C.bytes_acked.offset, 'u64'], ['bytesReceived', C.bytes_received.offset, 'u64'], ['rttSumUs', C.rtt_sum_us.offset, 'u64'],
   ['cgroupId', C.cgroup_id.offset, 'u64'],
   ['rttCount', C.rtt_count.offset, 'u32'], ['rttMinUs', C.rtt_min_us.offset, 'u32'], ['rttMaxUs', C.rtt_max_us.offset, 'u32'],

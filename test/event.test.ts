@@ -53,14 +53,14 @@ describe('decodeEvent', () => {
         startNs: u64(), bytesAcked: u64(), bytesReceived: u64(), rttSumUs: u64(), cgroupId: u64(), rttCount: u32(), rttMinUs: u32(),
         rttMaxUs: u32(), srttUs: u32(), segsIn: u32(), segsOut: u32(), totalRetrans: u32(), retransSegs: u32(),
         retransFailed: u32(), isnLocal: u32(), isnPeer: u32(), pid: u32(), error: randomInt(-200, 1) /* never -0, which deepEqual tells from 0 */,
-        firstOldstate: randomInt(1, 12), nTrans,
+        firstOldstate: randomInt(1, 12), portOrigin: randomInt(0, 3), nTrans,
       };
       encode(CONN_LAYOUT, buf, base, {
         ...head.wire, start_ns: want.startNs, trans_ns: transNs, trans_state: transState, bytes_acked: want.bytesAcked,
         bytes_received: want.bytesReceived, rtt_sum_us: want.rttSumUs, cgroup_id: want.cgroupId, rtt_count: want.rttCount, rtt_min_us: want.rttMinUs,
         rtt_max_us: want.rttMaxUs, srtt_us: want.srttUs, segs_in: want.segsIn, segs_out: want.segsOut,
         total_retrans: want.totalRetrans, retrans_segs: want.retransSegs, retrans_failed: want.retransFailed,
-        isn_local: want.isnLocal, isn_peer: want.isnPeer, pid: want.pid, error: want.error, first_oldstate: want.firstOldstate,
+        isn_local: want.isnLocal, isn_peer: want.isnPeer, pid: want.pid, error: want.error, first_oldstate: want.firstOldstate, port_origin: want.portOrigin,
         n_trans: nTrans, comm: Buffer.from(`proc${round}\0garbage`),
       });
       const out = newKernelEvent();

@@ -11,7 +11,7 @@
 // what happened after the last checkpoint (ConnectionRecord.checkpointed holds them).
 import { EventFlag, type KernelEvent } from '../decode/event.js';
 import { payloadReceived, payloadSent, transitionFacts } from './close-rules.js';
-import { CLIENT, F_HAS_ISN, F_HAS_PID, lifeBegin, UNKNOWN, type Conn } from './conn.js';
+import { ackedCountsSyn, F_HAS_ISN, F_HAS_PID, lifeBegin, UNKNOWN, type Conn } from './conn.js';
 import type { EndIdentity } from './connection-record.js';
 import { CONNECTION_KINDS, endIdentity, recordTuple } from './emit-record.js';
 import { connectionState } from './span-events.js';
@@ -83,7 +83,7 @@ export function lifeTotals(c: Conn, life: KernelEvent, floor: Readonly<Checkpoin
   const kept = Math.min(life.nTrans, life.transState.length);
   const facts = transitionFacts(life.firstOldstate, life.transState, kept, 0, false);
   return {
-    bytesSent: Math.max(floor.bytesSent, payloadSent(life.bytesAcked, c.kind === CLIENT && c.estNs > 0, facts)),
+    bytesSent: Math.max(floor.bytesSent, payloadSent(life.bytesAcked, ackedCountsSyn(c), facts)),
     bytesReceived: Math.max(floor.bytesReceived, payloadReceived(life.bytesReceived, facts)),
     segmentsSent: Math.max(floor.segmentsSent, life.segsOut),
     segmentsReceived: Math.max(floor.segmentsReceived, life.segsIn),

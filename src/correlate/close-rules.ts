@@ -22,8 +22,9 @@
 //   (FIN_WAIT2 seen, or CLOSING/LAST_ACK left without error). Received = bytes_received
 //   - 1 once the peer's FIN arrived (CLOSE_WAIT, CLOSING, LAST_ACK seen; FIN_WAIT2>TIME_WAIT;
 //   FIN_WAIT2>CLOSE when the kernel saw the peer's FIN (SOCK_DONE): an orphaned socket
-//   hands over to timewait at the ACK of its FIN, before the peer's FIN). The SYN of a
-//   connection open before tcpspan started is not subtracted (its kind is not known).
+//   hands over to timewait at the ACK of its FIN, before the peer's FIN). An end open before
+//   tcpspan started has its SYN subtracted when connect() picked its local port (the kernel's
+//   bind bucket says so, bpf/tcpspan.h TCPSPAN_PORT_*): it opened the connection.
 import { constants as osConstants } from 'node:os';
 import { TcpState as S } from '../decode/event.js';
 import type { CloseInitiator, CloseReason } from './connection-record.js';
@@ -124,8 +125,8 @@ export function closeInitiator(facts: number, reason: CloseReason, closeError: n
 }
 
 /** Payload bytes sent: bytes_acked without the client's SYN and this end's FIN. */
-export function payloadSent(bytesAcked: number, isClientEstablished: boolean, facts: number): number {
-  return Math.max(0, bytesAcked - (isClientEstablished ? 1 : 0) - ((facts & LifeFact.LocalFinAcked) !== 0 ? 1 : 0));
+export function payloadSent(bytesAcked: number, countsSyn: boolean, facts: number): number {
+  return Math.max(0, bytesAcked - (countsSyn ? 1 : 0) - ((facts & LifeFact.LocalFinAcked) !== 0 ? 1 : 0));
 }
 
 /** Payload bytes received: bytes_received without the peer's FIN. */

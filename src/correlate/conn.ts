@@ -1,6 +1,6 @@
 // One tracked connection end while it is open or lingering: numbers only until
 // emission, filled from the kernel's connection records (its life) and rare events.
-import { EventFlag, EventKind, isConnRecord, Life, TcpState as S, type KernelEvent } from '../decode/event.js';
+import { EventFlag, EventKind, isConnRecord, Life, PortOrigin, TcpState as S, type KernelEvent } from '../decode/event.js';
 import { MAX_TRANSITIONS } from '../decode/wire-layout.js';
 import { LifeFact } from './close-rules.js';
 import { retransmitCode, socketEventCode, stateChangeCode, SYNACK_RETRANSMIT_CODE } from './span-events.js';
@@ -24,6 +24,7 @@ export const F_HAS_ISN = 1 << 6;
 export const F_HAS_STATS = 1 << 7;
 export const F_HAS_PID = 1 << 8;
 export const F_PEER_FIN = 1 << 9; //      the kernel saw the peer's FIN at the end (SOCK_DONE)
+export const F_CONNECT_PORT = 1 << 10; //  first seen open, its local port picked by connect(): it sent the SYN
 
 const NO_TRANSITIONS: readonly number[] = Object.freeze([]);
 
@@ -153,6 +154,14 @@ function lifeKind(e: KernelEvent): number {
   return UNKNOWN;
 }
 
+/**
+ * Whether the end's bytes_acked counts its SYN (acked by the SYN-ACK): a client end that reached
+ * ESTABLISHED, or an end first seen open whose local port connect() picked (an active opener).
+ */
+export function ackedCountsSyn(c: Conn): boolean {
+  return c.kind === CLIENT ? c.estNs > 0 : (c.flags & F_CONNECT_PORT) !== 0;
+}
+
 /** Takes a connection record (Open or Close): the life so far replaces what was known of it. */
 export function applyLife(c: Conn, e: KernelEvent): void {
   if (e.lport !== 0 && e.rport !== 0) {
@@ -170,6 +179,7 @@ export function applyLife(c: Conn, e: KernelEvent): void {
     if (c.kind === UNKNOWN) {
       c.startNs = Math.min(c.startNs, e.startNs);
       c.flags |= F_OPEN_BEFORE_START;
+      if (e.portOrigin === PortOrigin.Connect) c.flags |= F_CONNECT_PORT;
     } else {
       c.startNs = e.startNs;
     }

@@ -5,7 +5,7 @@ import {
   closeInitiator, closeReason, LifeFact, payloadReceived, payloadSent, transitionFacts,
 } from './close-rules.js';
 import {
-  CLIENT, F_EVICTED, F_HAS_ISN, F_HAS_PID, F_HAS_STATS, F_INCOMPLETE, F_LOSS, F_LOSS_SUSPECT,
+  ackedCountsSyn, CLIENT, F_EVICTED, F_HAS_ISN, F_HAS_PID, F_HAS_STATS, F_INCOMPLETE, F_LOSS, F_LOSS_SUSPECT,
   F_OPEN_BEFORE_START, F_PEER_FIN, UNKNOWN, type Conn, type EndIdentity,
 } from './conn.js';
 import type { ConnectionKind, ConnectionRecord } from './connection-record.js';
@@ -88,7 +88,7 @@ export function toRecord(c: Conn, maxEvents: number): ConnectionRecord {
       ? { samples: c.rttCount, minUs: c.rttMinUs, avgUs: c.rttSumUs / c.rttCount, maxUs: c.rttMaxUs }
       : undefined,
     srttUs: hasStats && c.srttUs > 0 ? c.srttUs : undefined,
-    bytesSent: hasStats ? payloadSent(c.bytesAcked, c.kind === CLIENT && c.estNs > 0, facts) : undefined,
+    bytesSent: hasStats ? payloadSent(c.bytesAcked, ackedCountsSyn(c), facts) : undefined,
     bytesReceived: hasStats ? payloadReceived(c.bytesReceived, facts) : undefined,
     segmentsSent: hasStats ? c.segsOut : undefined,
     segmentsReceived: hasStats ? c.segsIn : undefined,

@@ -3,7 +3,7 @@
 import { endianness } from 'node:os';
 import { CONN_LAYOUT, EVENT_LAYOUT, LIFE_LAYOUT, MAX_TRANSITIONS, PAYLOAD_LAYOUT, PAYLOAD_MAX } from './wire-layout.js';
 
-export { Life, MAX_TRANSITIONS, PayloadDir, PayloadWhat } from './wire-layout.js';
+export { Life, MAX_TRANSITIONS, PayloadDir, PayloadWhat, PortOrigin } from './wire-layout.js';
 
 if (endianness() !== 'LE') {
   // 64-bit fields are read as two 32-bit halves, low word first.
@@ -119,6 +119,8 @@ export interface KernelEvent {
   transState: number[];
   nTrans: number;
   firstOldstate: number;
+  /** a life first seen open: how its local port was taken (PortOrigin); 0 otherwise */
+  portOrigin: number;
   bytesAcked: number;
   bytesReceived: number;
   rttSumUs: number;
@@ -147,7 +149,7 @@ export function newKernelEvent(): KernelEvent {
     netns: 0, lport: 0, rport: 0, family: 0, kind: 0, flags: 0, state: 0, lifeStartNs: 0, life: 0, error: 0, seq: 0, segs: 0, tcpFlags: 0,
     payloadSegLen: 0, payloadLen: 0, payloadDir: 0, payloadWhat: 0, payload: EMPTY,
     startNs: 0, transNs: new Array<number>(MAX_TRANSITIONS).fill(0), transState: new Array<number>(MAX_TRANSITIONS).fill(0),
-    nTrans: 0, firstOldstate: 0, bytesAcked: 0, bytesReceived: 0, rttSumUs: 0, rttCount: 0, rttMinUs: 0, rttMaxUs: 0,
+    nTrans: 0, firstOldstate: 0, portOrigin: 0, bytesAcked: 0, bytesReceived: 0, rttSumUs: 0, rttCount: 0, rttMinUs: 0, rttMaxUs: 0,
     srttUs: 0, segsIn: 0, segsOut: 0, totalRetrans: 0, retransSegs: 0, retransFailed: 0, isnLocal: 0, isnPeer: 0,
     pid: 0, comm: '', cgroupId: 0,
   };
@@ -189,7 +191,7 @@ const wSrtt = W(C.srtt_us), wSegsIn = W(C.segs_in), wSegsOut = W(C.segs_out), wT
 const wRetransSegs = W(C.retrans_segs), wRetransFailed = W(C.retrans_failed), wIsnL = W(C.isn_local);
 const wIsnP = W(C.isn_peer), wPid = W(C.pid), wConnError = W(C.error), bTransState = C.trans_state.offset;
 const wSegLen = W(P.seg_len), hLen = H(P.len), bDir = P.dir.offset, bWhat = P.what.offset, bData = P.data.offset;
-const bFirstOld = C.first_oldstate.offset, bNTrans = C.n_trans.offset, wComm = W(C.comm), bComm = C.comm.offset;
+const bFirstOld = C.first_oldstate.offset, bPortOrigin = C.port_origin.offset, bNTrans = C.n_trans.offset, wComm = W(C.comm), bComm = C.comm.offset;
 const wCgroup = W(C.cgroup_id);
 
 /** The 64-bit field at 32-bit word `i` (little-endian), as a Number: exact below 2^53. */
@@ -281,6 +283,7 @@ function decodeConn(m: RecordMemory, off: number, out: KernelEvent): void {
   const n = u8[off + bNTrans]!;
   out.nTrans = n;
   out.firstOldstate = u8[off + bFirstOld]!;
+  out.portOrigin = u8[off + bPortOrigin]!;
   const kept = n < MAX_TRANSITIONS ? n : MAX_TRANSITIONS;
   for (let i = 0; i < kept; i++) {
     out.transNs[i] = u64(u32, w + wTrans + 2 * i);

@@ -56,6 +56,7 @@ export const CONN_LAYOUT = {
     trans_state: f(220, 8),
     first_oldstate: f(228, 1),
     n_trans: f(229, 1),
+    port_origin: f(230, 1),
     comm: f(232, 16),
   },
 } as const satisfies LayoutSpec<string>;
@@ -120,6 +121,9 @@ export const InspectBits = { Traceparent: 0x01, Protocols: 0x02 } as const;
 
 /** enum tcpspan_life: what a rare event's socket is known as. */
 export const Life = { None: 0, Client: 1, Server: 2, Midway: 3 } as const;
+
+/** TCPSPAN_PORT_*: how a socket first seen open took its local port (tcpspan_conn.port_origin) */
+export const PortOrigin = { Unknown: 0, Connect: 1, Bound: 2 } as const;
 
 /** TCPSPAN_MAX_TRANSITIONS */
 export const MAX_TRANSITIONS = 8;

@@ -86,6 +86,8 @@ export interface KernelStep {
   seq: number;
   segs: number;
   tcpFlags: number;
+  /** how the socket took its local port (PortOrigin), which the kernel notes for a life first seen open */
+  portOrigin: number;
 }
 
 export const StepKind = { State: 0, Retransmit: 1, SynAckRetransmit: 2, ResetReceived: 3, ResetSent: 4, Error: 5 } as const;
@@ -104,7 +106,7 @@ function newStep(): KernelStep {
     kind: StepKind.State, tsNs: 0, cookie: 0, laddr0: 0, laddr1: 0, laddr2: 0, laddr3: 0, raddr0: 0, raddr1: 0, raddr2: 0,
     raddr3: 0, netns: 0, lport: 0, rport: 0, family: 0, flags: 0, oldstate: 0, state: 0, synNs: 0, bytesAcked: 0,
     bytesReceived: 0, rttSumUs: 0, rttCount: 0, rttMinUs: 0, rttMaxUs: 0, srttUs: 0, segsIn: 0, segsOut: 0, isnLocal: 0,
-    isnPeer: 0, pid: 0, comm: '', error: 0, seq: 0, segs: 0, tcpFlags: 0,
+    isnPeer: 0, pid: 0, comm: '', error: 0, seq: 0, segs: 0, tcpFlags: 0, portOrigin: 0,
   };
 }
 
@@ -135,6 +137,8 @@ export interface EndpointSpec {
   peer: string;
   rport: number;
   netns?: number;
+  /** how the socket took its local port (PortOrigin; default Unknown) */
+  portOrigin?: number;
 }
 
 /** Steps of one socket (one connection end). */
@@ -187,7 +191,7 @@ export class Endpoint {
     const family = isIPv4(s.local) ? AF_INET : AF_INET6;
     [e.laddr0, e.laddr1, e.laddr2, e.laddr3] = addressWords(s.local);
     [e.raddr0, e.raddr1, e.raddr2, e.raddr3] = addressWords(s.peer);
-    Object.assign(e, { kind, tsNs, state, family, cookie: s.cookie, lport: s.lport, rport: s.rport, netns: s.netns ?? NETNS });
+    Object.assign(e, { kind, tsNs, state, family, cookie: s.cookie, lport: s.lport, rport: s.rport, netns: s.netns ?? NETNS, portOrigin: s.portOrigin ?? 0 });
     for (const x of extras) {
       const flags = e.flags | (x.flags ?? 0);
       Object.assign(e, x);
@@ -270,7 +274,10 @@ export function simulateKernel(steps: readonly KernelStep[], storage: SocketStor
     }
     const r = life.rec;
     const prevReceived = r.bytesReceived, hadStats = (r.flags & EventFlag.Stats) !== 0;
-    if (r.nTrans === 0) r.firstOldstate = s.oldstate;
+    if (r.nTrans === 0) {
+      r.firstOldstate = s.oldstate;
+      if (!start) r.portOrigin = s.portOrigin;
+    }
     if (r.nTrans < MAX_TRANSITIONS) { r.transNs[r.nTrans] = s.tsNs; r.transState[r.nTrans] = s.state; }
     r.nTrans++;
     r.state = s.state;
