@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
-import { decodeEvent, EventFlag, EventKind, newKernelEvent, recordMemory, recordSize } from '../src/decode/event.js';
+import { decodeEvent, EventFlag, EventKind, newKernelEvent, PortOrigin, recordMemory, recordSize } from '../src/decode/event.js';
 import { CONN_LAYOUT, EVENT_LAYOUT, PAYLOAD_LAYOUT, MAX_TRANSITIONS } from '../src/decode/wire-layout.js';
-import { formatAddress, localAddress, remoteAddress } from '../src/decode/format.js';
+import { createClock, eventToJson, formatAddress, localAddress, remoteAddress } from '../src/decode/format.js';
 
 type Layout = { readonly fields: Record<string, { readonly offset: number; readonly size: number }> };
 
@@ -110,6 +110,16 @@ describe('decodeEvent', () => {
     const out = newKernelEvent();
     decodeEvent(memoryOf(buf), 0, out);
     assert.equal(out.comm, '');
+  });
+});
+
+describe('eventToJson', () => {
+  it('should say how a life first seen open took its local port, and nothing for one seen from its start', () => {
+    const e = newKernelEvent();
+    e.kind = EventKind.Close;
+    e.family = 2;
+    const port = (origin: number) => { e.portOrigin = origin; return eventToJson(e, createClock())['local_port']; };
+    assert.deepEqual([port(PortOrigin.Connect), port(PortOrigin.Bound), port(PortOrigin.Unknown)], ['connect', 'bound', undefined]);
   });
 });
 

@@ -1,5 +1,5 @@
 // Turns decoded events into text: addresses, and the documented JSON-lines schema of `tcpspan events`.
-import { AF_INET, EventFlag, EventKind, PayloadDir, PayloadWhat, RECORD_KIND_NAMES, STATE_NAMES, isConnRecord, type KernelEvent } from './event.js';
+import { AF_INET, EventFlag, EventKind, PayloadDir, PayloadWhat, PortOrigin, RECORD_KIND_NAMES, STATE_NAMES, isConnRecord, type KernelEvent } from './event.js';
 import { MAX_TRANSITIONS } from './wire-layout.js';
 
 const words = new Uint32Array(4);
@@ -102,6 +102,8 @@ export function eventToJson(e: KernelEvent, clock: Clock): Record<string, unknow
   }
   out['transitions'] = transitions;
   if (e.nTrans > kept) out['transitions_not_kept'] = e.nTrans - kept;
+  if (e.portOrigin === PortOrigin.Connect) out['local_port'] = 'connect';
+  else if (e.portOrigin === PortOrigin.Bound) out['local_port'] = 'bound';
   if (e.error) out['error'] = e.error;
   if (e.retransSegs || e.retransFailed) out['retransmits'] = { segs: e.retransSegs, failed: e.retransFailed };
   if (e.rttCount) {
