@@ -11,7 +11,7 @@
 // what happened after the last checkpoint (ConnectionRecord.checkpointed holds them).
 import { EventFlag, type KernelEvent } from '../decode/event.js';
 import { payloadReceived, payloadSent, transitionFacts } from './close-rules.js';
-import { ackedCountsSyn, F_HAS_ISN, F_HAS_PID, lifeBegin, UNKNOWN, type Conn } from './conn.js';
+import { ackedCountsSyn, NO_RARE, F_HAS_ISN, F_HAS_PID, lifeBegin, UNKNOWN, type Conn } from './conn.js';
 import type { EndIdentity } from './connection-record.js';
 import { CONNECTION_KINDS, endIdentity, recordTuple } from './emit-record.js';
 import { connectionState } from './span-events.js';
@@ -87,7 +87,7 @@ export function lifeTotals(c: Conn, life: KernelEvent, floor: Readonly<Checkpoin
     bytesReceived: Math.max(floor.bytesReceived, payloadReceived(life.bytesReceived, facts)),
     segmentsSent: Math.max(floor.segmentsSent, life.segsOut),
     segmentsReceived: Math.max(floor.segmentsReceived, life.segsIn),
-    retransmits: Math.max(floor.retransmits, Math.max(life.retransSegs, c.evRetransSegs) + c.synAckRetrans),
+    retransmits: Math.max(floor.retransmits, Math.max(life.retransSegs, (c.rare ?? NO_RARE).evRetransSegs) + (c.rare ?? NO_RARE).synAckRetrans),
     rttSamples: Math.max(floor.rttSamples, life.rttCount),
     rttSumUs: Math.max(floor.rttSumUs, life.rttSumUs),
   };

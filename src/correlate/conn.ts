@@ -1,6 +1,7 @@
 // One tracked connection end while it is open or lingering: numbers only until
 // emission, filled from the kernel's connection records (its life) and rare events.
 import { EventFlag, EventKind, isConnRecord, Life, PortOrigin, TcpState as S, type KernelEvent } from '../decode/event.js';
+import { formatAddress } from '../decode/format.js';
 import { MAX_TRANSITIONS } from '../decode/wire-layout.js';
 import { LifeFact } from './close-rules.js';
 import { retransmitCode, socketEventCode, stateChangeCode, SYNACK_RETRANSMIT_CODE } from './span-events.js';
@@ -40,13 +41,60 @@ export interface EndIdentity {
  * `>>> 0`): V8 keeps those as small integers in the object, where a value >= 2^31
  * would take a heap box.
  */
+/**
+ * What only an end with rare records (retransmits, resets, errors, SYN-ACK retransmits) needs,
+ * apart so that the many ends without any do not carry it (see the memory bench).
+ */
+export class ConnRare {
+  /** rare events kept as span events, packed (span-events.ts): [code, ts, value] each */
+  events: number[] = [];
+  /** rare events the span-event cap cut */
+  droppedEvents = 0;
+  /** the rare records' own counts */
+  evRetransSegs = 0;
+  evRetransFailed = 0;
+  synAckRetrans = 0;
+  /** the first error a socket error report gave */
+  reportedError = 0;
+  /** an RST sent while open: ends the connection only if the next transition is to CLOSE */
+  rstSentOpenNs = -1;
+}
+
+/** An end's rare part for reading: zeros and no events when it has none. */
+export const NO_RARE: Readonly<ConnRare> = Object.freeze(Object.assign(new ConnRare(), { events: Object.freeze([]) as unknown as number[] }));
+
+/** An address's last three words, local then peer; undefined when all are zero (IPv4). */
+function addressTail(e: KernelEvent): number[] | undefined {
+  if ((e.laddr1 | e.laddr2 | e.laddr3 | e.raddr1 | e.raddr2 | e.raddr3) === 0) return undefined;
+  return [e.laddr1 | 0, e.laddr2 | 0, e.laddr3 | 0, e.raddr1 | 0, e.raddr2 | 0, e.raddr3 | 0];
+}
+
+/** The end's local address, formatted. */
+export function localAddressOf(c: Conn): string {
+  const t = c.tail;
+  return t === undefined ? formatAddress(c.family, c.l0 >>> 0, 0, 0, 0) : formatAddress(c.family, c.l0 >>> 0, t[0]! >>> 0, t[1]! >>> 0, t[2]! >>> 0);
+}
+
+/** The end's peer address, formatted. */
+export function peerAddressOf(c: Conn): string {
+  const t = c.tail;
+  return t === undefined ? formatAddress(c.family, c.r0 >>> 0, 0, 0, 0) : formatAddress(c.family, c.r0 >>> 0, t[3]! >>> 0, t[4]! >>> 0, t[5]! >>> 0);
+}
+
+function rareOf(c: Conn): ConnRare {
+  return (c.rare ??= new ConnRare());
+}
+
 export class Conn {
   readonly cookie: number;
   netns: number;
   family: number;
-  // addresses as the kernel's four 32-bit words, formatted once at emission
-  l0: number; l1: number; l2: number; l3: number;
-  r0: number; r1: number; r2: number; r3: number;
+  // addresses as the kernel's four 32-bit words, formatted once at emission: the first word of
+  // each here, the other three (IPv6) in `tail` as [l1, l2, l3, r1, r2, r3], undefined when all
+  // six are zero (IPv4), so that an IPv4 end carries no room for them
+  l0: number;
+  r0: number;
+  tail: number[] | undefined;
   lport: number;
   rport: number;
   kind = UNKNOWN;
@@ -63,15 +111,11 @@ export class Conn {
   endNs = 0;
   lastTsNs: number;
   closeError = 0;
-  reportedError = 0;
   isnLocal = 0;
   isnPeer = 0;
-  /** the kernel's counts (connection records) and the rare records' own */
+  /** the kernel's counts (connection records) */
   retransSegs = 0;
   retransFailed = 0;
-  evRetransSegs = 0;
-  evRetransFailed = 0;
-  synAckRetrans = 0;
   rttCount = 0;
   rttMinUs = 0;
   rttMaxUs = 0;
@@ -90,12 +134,8 @@ export class Conn {
   trans: readonly number[] = NO_TRANSITIONS;
   /** transitions the kernel saw but did not keep */
   transNotKept = 0;
-  /** rare events, packed (span-events.ts) */
-  events: number[] = [];
-  nEvents = 0;
-  droppedEvents = 0;
-  /** an RST sent while open: ends the connection only if the next transition is to CLOSE */
-  rstSentOpenNs = -1;
+  /** what its rare records brought (retransmits, resets, errors); undefined before the first (most ends) */
+  rare: ConnRare | undefined = undefined;
   /** links and protocol from payload records (inspect.*); undefined without any */
   inspect: ConnInspect | undefined = undefined;
   /** when the correlator began tracking it (CLOCK_MONOTONIC ns of that record) */
@@ -111,8 +151,9 @@ export class Conn {
     this.cookie = e.cookie;
     this.netns = e.netns | 0;
     this.family = e.family;
-    this.l0 = e.laddr0 | 0; this.l1 = e.laddr1 | 0; this.l2 = e.laddr2 | 0; this.l3 = e.laddr3 | 0;
-    this.r0 = e.raddr0 | 0; this.r1 = e.raddr1 | 0; this.r2 = e.raddr2 | 0; this.r3 = e.raddr3 | 0;
+    this.l0 = e.laddr0 | 0;
+    this.r0 = e.raddr0 | 0;
+    this.tail = addressTail(e);
     this.lport = e.lport;
     this.rport = e.rport;
     this.lastTsNs = e.tsNs;
@@ -166,8 +207,9 @@ export function ackedCountsSyn(c: Conn): boolean {
 export function applyLife(c: Conn, e: KernelEvent): void {
   if (e.lport !== 0 && e.rport !== 0) {
     c.lport = e.lport; c.rport = e.rport; c.family = e.family; c.netns = e.netns | 0;
-    c.l0 = e.laddr0 | 0; c.l1 = e.laddr1 | 0; c.l2 = e.laddr2 | 0; c.l3 = e.laddr3 | 0;
-    c.r0 = e.raddr0 | 0; c.r1 = e.raddr1 | 0; c.r2 = e.raddr2 | 0; c.r3 = e.raddr3 | 0;
+    c.l0 = e.laddr0 | 0;
+    c.r0 = e.raddr0 | 0;
+    c.tail = addressTail(e);
   }
   const first = (c.flags & F_HAS_LIFE) === 0;
   c.flags |= F_HAS_LIFE;
@@ -227,7 +269,7 @@ export function applyLife(c: Conn, e: KernelEvent): void {
   c.firstFrom = e.firstOldstate;
   c.trans = trans;
   c.transNotKept = e.nTrans - kept;
-  if (c.rstSentOpenNs >= 0) resolveRstSent(c);
+  if (c.rare !== undefined && c.rare.rstSentOpenNs >= 0) resolveRstSent(c, c.rare);
 
   if (e.kind === EventKind.Close) {
     c.phase = CLOSED;
@@ -237,12 +279,12 @@ export function applyLife(c: Conn, e: KernelEvent): void {
 }
 
 /** An RST sent while open ends the connection when the next transition after it is to CLOSE. */
-function resolveRstSent(c: Conn): void {
+function resolveRstSent(c: Conn, rare: ConnRare): void {
   const t = c.trans;
   for (let i = 0; i < t.length; i += 3) {
-    if (t[i + 1]! < c.rstSentOpenNs) continue;
+    if (t[i + 1]! < rare.rstSentOpenNs) continue;
     if (((t[i]! >> 3) & 0x1f) === S.CLOSE) c.facts |= LifeFact.RstSentTerminal;
-    c.rstSentOpenNs = -1;
+    rare.rstSentOpenNs = -1;
     return;
   }
 }
@@ -250,26 +292,27 @@ function resolveRstSent(c: Conn): void {
 /** Takes a rare event; false when the span-event cap cut it (span-events.ts chooses at emission). */
 export function applyRare(c: Conn, e: KernelEvent, maxEvents: number): boolean {
   c.lastTsNs = e.tsNs;
+  const rare = rareOf(c);
   switch (e.kind) {
     case EventKind.Retransmit: {
-      if (e.error !== 0) c.evRetransFailed++;
-      else c.evRetransSegs += e.segs;
-      return record(c, retransmitCode(e.state, e.tcpFlags, e.error), e.tsNs, e.segs, maxEvents);
+      if (e.error !== 0) rare.evRetransFailed++;
+      else rare.evRetransSegs += e.segs;
+      return record(rare, retransmitCode(e.state, e.tcpFlags, e.error), e.tsNs, e.segs, maxEvents);
     }
     case EventKind.ResetReceived:
       // a closed socket no longer takes segments: only an RST while open ends it
       if (c.phase === OPEN) c.facts |= e.state === S.SYN_SENT ? LifeFact.RstReceived | LifeFact.RstReceivedSynSent : LifeFact.RstReceived;
-      return record(c, socketEventCode(e.kind, e.state), e.tsNs, 0, maxEvents);
+      return record(rare, socketEventCode(e.kind, e.state), e.tsNs, 0, maxEvents);
     case EventKind.ResetSent:
       // the timewait socket's RSTs come after an orderly close and do not change it
       if (e.state !== S.TIME_WAIT) {
         if (c.phase === CLOSED || e.state === S.CLOSE) c.facts |= LifeFact.RstSentTerminal;
-        else c.rstSentOpenNs = e.tsNs;
+        else rare.rstSentOpenNs = e.tsNs;
       }
-      return record(c, socketEventCode(e.kind, e.state), e.tsNs, 0, maxEvents);
+      return record(rare, socketEventCode(e.kind, e.state), e.tsNs, 0, maxEvents);
     default: // EventKind.Error
-      if (c.reportedError === 0) c.reportedError = e.error;
-      return record(c, socketEventCode(e.kind, e.state), e.tsNs, e.error, maxEvents);
+      if (rare.reportedError === 0) rare.reportedError = e.error;
+      return record(rare, socketEventCode(e.kind, e.state), e.tsNs, e.error, maxEvents);
   }
 }
 
@@ -278,34 +321,33 @@ export function applyRare(c: Conn, e: KernelEvent, maxEvents: number): boolean {
  * go before the end's own rare events, which the time order of span events relies on.
  */
 export function attachSynAcks(c: Conn, p: PendingSynAck, maxEvents: number): number {
-  c.synAckRetrans += p.count;
-  const own = c.events;
-  c.events = [];
-  c.nEvents = 0;
+  const rare = rareOf(c);
+  rare.synAckRetrans += p.count;
+  const own = rare.events;
+  rare.events = [];
   let cut = 0;
   for (const t of p.times) {
     if (t < c.startNs) c.startNs = t; // the SYN's arrival was not recorded
-    if (!record(c, SYNACK_RETRANSMIT_CODE, t, 1, maxEvents)) cut++;
+    if (!record(rare, SYNACK_RETRANSMIT_CODE, t, 1, maxEvents)) cut++;
   }
   // retransmits beyond the stored times were cut like any other span event
   for (let i = p.times.length; i < p.count; i++) {
-    if (!record(c, SYNACK_RETRANSMIT_CODE, p.lastNs, 1, maxEvents)) cut++;
+    if (!record(rare, SYNACK_RETRANSMIT_CODE, p.lastNs, 1, maxEvents)) cut++;
   }
   // the end's own events keep their place after them, within the cap
   for (let i = 0; i < own.length; i += 3) {
-    if (!record(c, own[i]!, own[i + 1]!, own[i + 2]!, maxEvents)) cut++;
+    if (!record(rare, own[i]!, own[i + 1]!, own[i + 2]!, maxEvents)) cut++;
   }
   return cut;
 }
 
 /** Keeps a span event unless over the cap; false when cut (counted on the connection). */
-function record(c: Conn, code: number, tsNs: number, value: number, maxEvents: number): boolean {
-  if (c.nEvents >= maxEvents) {
-    c.droppedEvents++;
+function record(rare: ConnRare, code: number, tsNs: number, value: number, maxEvents: number): boolean {
+  if (rare.events.length >= 3 * maxEvents) {
+    rare.droppedEvents++;
     return false;
   }
-  c.events.push(code, tsNs, value);
-  c.nEvents++;
+  rare.events.push(code, tsNs, value);
   return true;
 }
 

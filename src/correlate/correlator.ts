@@ -468,7 +468,7 @@ class CorrelatorImpl implements Correlator {
     }
     c.phase = DONE;
     const rec = toRecord(c, this._maxEvents);
-    this._dropped.event_cap += rec.droppedEvents - c.droppedEvents; // cut at emission, or not kept by the kernel
+    this._dropped.event_cap += rec.droppedEvents - (c.rare?.droppedEvents ?? 0); // cut at emission, or not kept by the kernel
     this._emitted++;
     try {
       this._sink(rec);

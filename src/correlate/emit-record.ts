@@ -1,11 +1,10 @@
 // A tracked connection end, finished, as the ConnectionRecord the export stage takes.
 import { AF_INET } from '../decode/event.js';
-import { formatAddress } from '../decode/format.js';
 import {
   closeInitiator, closeReason, LifeFact, payloadReceived, payloadSent, transitionFacts,
 } from './close-rules.js';
 import {
-  ackedCountsSyn, CLIENT, F_EVICTED, F_HAS_ISN, F_HAS_PID, F_HAS_STATS, F_INCOMPLETE, F_LOSS, F_LOSS_SUSPECT,
+  ackedCountsSyn, CLIENT, localAddressOf, NO_RARE, peerAddressOf, F_EVICTED, F_HAS_ISN, F_HAS_PID, F_HAS_STATS, F_INCOMPLETE, F_LOSS, F_LOSS_SUSPECT,
   F_OPEN_BEFORE_START, F_PEER_FIN, UNKNOWN, type Conn, type EndIdentity,
 } from './conn.js';
 import type { ConnectionKind, ConnectionRecord } from './connection-record.js';
@@ -41,9 +40,9 @@ export function endIdentity(c: Conn, keep = false): EndIdentity {
 export function recordTuple(c: Conn): Pick<ConnectionRecord, 'family' | 'localAddress' | 'localPort' | 'peerAddress' | 'peerPort' | 'netns'> {
   return {
     family: c.family === AF_INET ? 'ipv4' : 'ipv6',
-    localAddress: formatAddress(c.family, c.l0 >>> 0, c.l1 >>> 0, c.l2 >>> 0, c.l3 >>> 0),
+    localAddress: localAddressOf(c),
     localPort: c.lport,
-    peerAddress: formatAddress(c.family, c.r0 >>> 0, c.r1 >>> 0, c.r2 >>> 0, c.r3 >>> 0),
+    peerAddress: peerAddressOf(c),
     peerPort: c.rport,
     netns: c.netns >>> 0,
   };
@@ -57,22 +56,23 @@ export function toRecord(c: Conn, maxEvents: number): ConnectionRecord {
   const facts = c.facts | ((f & F_INCOMPLETE) !== 0 ? LifeFact.Incomplete : 0) |
     transitionFacts(c.firstFrom, states, states.length, c.closeError, (f & F_PEER_FIN) !== 0);
   const reason = closeReason(facts, c.closeError);
-  const errno = c.closeError !== 0 ? c.closeError : c.reportedError;
+  const rare = c.rare ?? NO_RARE;
+  const errno = c.closeError !== 0 ? c.closeError : rare.reportedError;
   const hasStats = (f & F_HAS_STATS) !== 0;
   const known = c.kind !== UNKNOWN;
   // an end that never closed while records were being lost: its CLOSE may be one of them
   const lost = (f & F_LOSS) !== 0 || ((f & F_INCOMPLETE) !== 0 && (f & F_LOSS_SUSPECT) !== 0);
 
   const { traceId, spanId, parentSpanId } = endIdentity(c);
-  const events = unpackEvents(c.events, c.trans, maxEvents, cut);
+  const events = unpackEvents(rare.events, c.trans, maxEvents, cut);
 
   const rec: ConnectionRecord = {
     cookie: c.cookie,
     kind: CONNECTION_KINDS[c.kind]!,
     family: c.family === AF_INET ? 'ipv4' : 'ipv6',
-    localAddress: formatAddress(c.family, c.l0 >>> 0, c.l1 >>> 0, c.l2 >>> 0, c.l3 >>> 0),
+    localAddress: localAddressOf(c),
     localPort: c.lport,
-    peerAddress: formatAddress(c.family, c.r0 >>> 0, c.r1 >>> 0, c.r2 >>> 0, c.r3 >>> 0),
+    peerAddress: peerAddressOf(c),
     peerPort: c.rport,
     netns: c.netns >>> 0,
     startNs: c.startNs,
@@ -82,8 +82,8 @@ export function toRecord(c: Conn, maxEvents: number): ConnectionRecord {
     closeInitiator: closeInitiator(facts, reason, c.closeError),
     errno,
     errorName: errno !== 0 ? errnoName(errno) : undefined,
-    retransmits: Math.max(c.retransSegs, c.evRetransSegs) + c.synAckRetrans,
-    retransmitsFailed: Math.max(c.retransFailed, c.evRetransFailed),
+    retransmits: Math.max(c.retransSegs, rare.evRetransSegs) + rare.synAckRetrans,
+    retransmitsFailed: Math.max(c.retransFailed, rare.evRetransFailed),
     rtt: c.rttCount > 0
       ? { samples: c.rttCount, minUs: c.rttMinUs, avgUs: c.rttSumUs / c.rttCount, maxUs: c.rttMaxUs }
       : undefined,
@@ -104,7 +104,7 @@ export function toRecord(c: Conn, maxEvents: number): ConnectionRecord {
     spanId,
     parentSpanId,
     events,
-    droppedEvents: c.droppedEvents + c.transNotKept + cut[0]!,
+    droppedEvents: rare.droppedEvents + c.transNotKept + cut[0]!,
   };
   if (c.checkpoint !== undefined) rec.checkpointed = { count: c.checkpoint.count, ...c.checkpoint.totals };
   const x = c.inspect;
