@@ -22,8 +22,14 @@ const CLK_TCK = 100;
 const QUIET_MS = 2000;
 const DRAIN_CAP_MS = 60_000;
 
+/** BENCH_CPU_PROF=DIR: each bridge writes a V8 CPU profile (.cpuprofile) into DIR when it stops. */
+function cpuProfFlags(): string[] {
+  const dir = process.env['BENCH_CPU_PROF'];
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+}
+
 async function startBridge(args: string[], env: Record<string, string>, nodeFlags: string[] = [], stdoutFd?: number): Promise<ReadyProcess> {
-  const b = await spawnUntilReady('taskset', ['-c', '1', process.execPath, ...nodeFlags, MAIN, 'run', ...args], {
+  const b = await spawnUntilReady('taskset', ['-c', '1', process.execPath, ...nodeFlags, ...cpuProfFlags(), MAIN, 'run', ...args], {
     ready: 'running:', stdout: stdoutFd ?? 'ignore', timeoutMs: 30_000, env: { PATH: process.env['PATH'] ?? '', ...env },
   });
   track(b.child);

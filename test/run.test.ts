@@ -152,6 +152,25 @@ describe('tcpspan run', function () {
     assert.match(lines.find((l) => l.includes(` server `))!, new RegExp(`server ${process.pid} +node +127\\.0\\.0\\.1:${server.port} -> 127\\.0\\.0\\.1:${p} .* +3 +5 fin\\(peer\\)$`));
   });
 
+  it('should load its programs under a profiler (a SIGPROF every 100 µs), and trace', async () => {
+    // the verifier gives up with EAGAIN while a signal is pending: without blocking signals for the
+    // load, `node --cpu-prof` could not start tcpspan at all
+    const dir = mkdtempSync(path.join(tmpdir(), 'tcpspan-prof-'));
+    try {
+      server = await startServer(4, { reply: 3, closeDelayMs: 1 });
+      run = await spawnUntilReady(process.execPath, ['--cpu-prof', '--cpu-prof-interval', '100', '--cpu-prof-dir', dir, MAIN, 'run', '--port', String(server.port)], {
+        ready: 'running:', env: { PATH: process.env['PATH'] ?? '' },
+      });
+      await connectMany(4, server.port, 1);
+      const deadline = Date.now() + 15_000;
+      while (run.stdout().split('\n').length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await run.stop(), 0, run.stderr());
+      assert.equal(run.stdout().trim().split('\n').length, 3, run.stdout());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('should end connections still open at shutdown as incomplete, and flush them', async () => {
     receiver = await startOtlpReceiver();
     server = await startServer(4, { onConnection: () => undefined });

@@ -34,6 +34,28 @@ export const write = libc.func('long write(int fd, const void *buf, size_t count
 export const mount = libc.func(
   'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)') as (
   source: string, target: string, fstype: string, flags: number, data: null) => number;
+const pthreadSigmask = libc.func('int pthread_sigmask(int how, const void *set, void *oldset)') as (
+  how: number, set: Buffer | null, old: Buffer | null) => number;
+/** sizeof(sigset_t) in glibc: 1,024 bits */
+const SIGSET_BYTES = 128;
+const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
+
+/**
+ * Runs fn with every signal blocked on this thread (SIGKILL and SIGSTOP aside), then restores
+ * the mask; signals that came meanwhile are delivered then. For long system calls that give up
+ * with EAGAIN when a signal is pending, such as the BPF verifier under a profiler's SIGPROF.
+ */
+export function withSignalsBlocked<T>(fn: () => T): T {
+  const old = Buffer.alloc(SIGSET_BYTES);
+  const blocked = pthreadSigmask(SIG_BLOCK, Buffer.alloc(SIGSET_BYTES, 0xff), old) === 0;
+  try {
+    return fn();
+  } finally {
+    if (blocked) pthreadSigmask(SIG_SETMASK, old, null);
+  }
+}
+
 const strerrorC = libc.func('const char *strerror(int errnum)') as (errnum: number) => string;
 export const vsnprintf = libc.func('int vsnprintf(char *buf, size_t size, const char *fmt, void *ap)') as (
   buf: Buffer, size: number, fmt: string, ap: unknown) => number;

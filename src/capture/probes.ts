@@ -14,7 +14,7 @@ import { encodeFilter, NO_INSPECT, type FilterSpec, type InspectSpec } from './f
 import { DEFAULT_MAX_SOCKETS } from './lives-map.js';
 import { createListenReader, type ListenReader } from './listen-stats.js';
 import { createLivesReader, type LivesReader, type LivesRead } from './lives-reader.js';
-import { ERRNO, errno, strerror } from './libc.js';
+import { ERRNO, errno, strerror, withSignalsBlocked } from './libc.js';
 import { compareLayout, COUNTERS_LAYOUT, WIRE_STRUCTS } from '../decode/wire-layout.js';
 
 export type CaptureStage = 'privileges' | 'open' | 'configure' | 'load' | 'attach' | 'ring';
@@ -282,7 +282,9 @@ function configure(obj: Ptr, opts: CaptureOptions): { planned: PlannedProgram[];
 
 function loadObject(obj: Ptr): void {
   takeLibbpfLog();
-  const rc = libbpf.load(obj);
+  // the verifier gives up with EAGAIN whenever a signal is pending (libbpf tries 5 times): a
+  // profiler's SIGPROF every millisecond made every try fail; blocked, signals wait for the load
+  const rc = withSignalsBlocked(() => libbpf.load(obj));
   if (rc === 0) return;
   const log = takeLibbpfLog();
   if (isPrivilegeErrno(-rc)) {
