@@ -55,7 +55,7 @@ describe('tcpspan doctor', () => {
     assert.equal(code, 0, JSON.stringify(lines));
     const priv = lines.find((l) => l.check === 'privileges')!;
     assert.equal(priv.status, 'warn');
-    assert.match(priv.detail, /but not CAP_NET_ADMIN: capture runs, with SYN timing off/);
+    assert.match(priv.detail, /but not CAP_NET_ADMIN: capture runs; SYN timing is off \(server spans .*\); SYN accounting and SYN flood detection are off/);
     assert.equal(lines.find((l) => l.check === 'sock:inet_sock_set_state')?.status, 'ok');
     assert.equal(lines.filter((l) => /CAP_NET_ADMIN/.test(l.detail)).length, 1, 'said once');
   });

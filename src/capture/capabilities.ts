@@ -36,6 +36,14 @@ export function missingRequired(caps: Capabilities): CapName[] {
   return (['CAP_BPF', 'CAP_PERFMON'] as const).filter((c) => !caps.has(c));
 }
 
+/** What goes off without CAP_NET_ADMIN, of what `want` asks for: one phrase each (run and doctor say the same). */
+export function withoutNetAdmin(want: { synTiming: boolean; detect?: boolean }): string[] {
+  return [
+    want.synTiming && 'SYN timing is off (server spans start when the SYN-ACK was sent, a few µs after the SYN)',
+    want.detect && 'SYN accounting and SYN flood detection are off (port scans are still detected)',
+  ].filter((x): x is string => typeof x === 'string');
+}
+
 export interface CapturePrivileges {
   /** set: capture cannot run; one line naming what is missing and the fix */
   fatal?: string;
@@ -64,10 +72,7 @@ export function capturePrivileges(caps: Capabilities, want: { synTiming: boolean
     return { fatal: `${caps.who} lacks ${why}, without which tcpspan cannot load its BPF programs: ${GRANT}`, synTiming: false, detect: false, warnings: [] };
   }
   const warnings: string[] = [];
-  const off = [
-    !netAdmin && want.synTiming && 'SYN timing is off (server spans start when the SYN-ACK was sent, a few µs after the SYN)',
-    !netAdmin && want.detect && 'SYN accounting and SYN flood detection are off (port scans are still detected)',
-  ].filter((x): x is string => typeof x === 'string');
+  const off = netAdmin ? [] : withoutNetAdmin(want);
   if (off.length > 0) {
     warnings.push(`CAP_NET_ADMIN is missing: ${off.join('; ')}; grant CAP_NET_ADMIN for the cgroup programs` +
       (want.synTiming ? ', or set capture.synTiming=false to say so' : ''));

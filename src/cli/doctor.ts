@@ -6,7 +6,7 @@ import { libbpf, BPF_MAP_TYPE_RINGBUF } from '../capture/libbpf.js';
 import { CaptureError, DEFAULT_OBJECT_PATH, findCgroup2Mount, openCapture } from '../capture/probes.js';
 import { NO_FILTER } from '../capture/filter.js';
 import * as libc from '../capture/libc.js';
-import { missingRequired, readCapabilities, type Capabilities } from '../capture/capabilities.js';
+import { missingRequired, readCapabilities, withoutNetAdmin, type Capabilities } from '../capture/capabilities.js';
 import { ensureTracefs, TRACEFS } from '../capture/tracefs.js';
 import { parseFlags } from '../config/flags.js';
 import { usageText } from '../config/usage-text.js';
@@ -35,7 +35,9 @@ export function checkPrivileges(caps: Capabilities = readCapabilities()): CheckR
   if (!netAdmin) {
     return {
       check: 'privileges', status: 'warn',
-      detail: `${caps.who} with ${has} but not CAP_NET_ADMIN: capture runs, with SYN timing off (server spans start at the SYN-ACK); grant CAP_NET_ADMIN to time SYNs`,
+      // what `run` says with its defaults (SYN timing and SYN accounting on)
+      detail: `${caps.who} with ${has} but not CAP_NET_ADMIN: capture runs; ${withoutNetAdmin({ synTiming: true, detect: true }).join('; ')}; ` +
+        'grant CAP_NET_ADMIN for the cgroup programs',
     };
   }
   return { check: 'privileges', status: 'ok', detail: `${caps.who} with ${has}, CAP_NET_ADMIN` };
