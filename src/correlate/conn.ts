@@ -37,11 +37,6 @@ export interface EndIdentity {
 }
 
 /**
- * 32-bit values (netns, address words, ISNs) are kept as int32 (`| 0`, read back with
- * `>>> 0`): V8 keeps those as small integers in the object, where a value >= 2^31
- * would take a heap box.
- */
-/**
  * What only an end with rare records (retransmits, resets, errors, SYN-ACK retransmits) needs,
  * apart so that the many ends without any do not carry it (see the memory bench).
  */
@@ -85,6 +80,11 @@ function rareOf(c: Conn): ConnRare {
   return (c.rare ??= new ConnRare());
 }
 
+/**
+ * 32-bit values (netns, address words, ISNs) are kept as int32 (`| 0`, read back with
+ * `>>> 0`): V8 keeps those as small integers in the object, where a value >= 2^31
+ * would take a heap box.
+ */
 export class Conn {
   readonly cookie: number;
   netns: number;
