@@ -223,33 +223,46 @@ export { median };
 
 export interface ProgramCost { program: string; runs: number; nsPerRun: number; runsPerConnection: number }
 
-/** Kernel run time of each tcpspan program under the connection load (kernel.bpf_stats_enabled). */
-export async function programCost(seconds: number): Promise<{ connections: number; events?: number; programs: ProgramCost[] }> {
-  const port = freshPort();
+/** Runs fn with kernel.bpf_stats_enabled on (programs' run counts and times), restoring the setting after. */
+async function withBpfStats<T>(fn: () => Promise<T>): Promise<T> {
   const was = execFileSync('sysctl', ['-n', 'kernel.bpf_stats_enabled'], { encoding: 'utf8' }).trim();
   execFileSync('sysctl', ['-q', '-w', 'kernel.bpf_stats_enabled=1']);
   try {
-    const ev = await startEvents(['--port', String(port)]);
-    const ids = new Set(programsOf(ev.child.pid!).map((p) => p.id));
-    type P = { id: number; name?: string; run_time_ns?: number; run_cnt?: number };
-    const snap = () => new Map(bpftool<P[]>(['prog', 'show']).filter((p) => ids.has(p.id)).map((p) => [p.id, p]));
-    const before = snap();
-    const load = await runConnload({ port, seconds, cpu: 0, serverCpu: 0 });
-    const after = snap();
-    await ev.stop('SIGINT');
-    const summary = parseEventsSummary(ev.stderr());
-    const programs = [...after.values()].map((p) => {
-      const b = before.get(p.id);
-      const runs = (p.run_cnt ?? 0) - (b?.run_cnt ?? 0);
-      const ns = (p.run_time_ns ?? 0) - (b?.run_time_ns ?? 0);
-      return { program: p.name ?? `id ${p.id}`, runs, nsPerRun: runs ? Math.round(ns / runs) : 0, runsPerConnection: +(runs / load.connections).toFixed(2) };
-    }).filter((p) => p.runs > 0);
-    // records the kernel produced: those received plus those the full ring refused
-    const events = summary && summary.received + (summary.lost['ringbuf_full'] ?? 0);
-    return { connections: load.connections, ...(events !== undefined && { events }), programs };
+    return await fn();
   } finally {
     execFileSync('sysctl', ['-q', '-w', `kernel.bpf_stats_enabled=${was}`]);
   }
+}
+
+/** The kernel runs and run time of each BPF program of process `pid` while `load` makes its connections. */
+async function programCostsOver(pid: number, load: () => Promise<{ connections: number }>): Promise<{ connections: number; programs: ProgramCost[] }> {
+  const ids = new Set(programsOf(pid).map((p) => p.id));
+  type P = { id: number; name?: string; run_time_ns?: number; run_cnt?: number };
+  const snap = () => new Map(bpftool<P[]>(['prog', 'show']).filter((p) => ids.has(p.id)).map((p) => [p.id, p]));
+  const before = snap();
+  const { connections } = await load();
+  const after = snap();
+  const programs = [...after.values()].map((p) => {
+    const b = before.get(p.id);
+    const runs = (p.run_cnt ?? 0) - (b?.run_cnt ?? 0);
+    const ns = (p.run_time_ns ?? 0) - (b?.run_time_ns ?? 0);
+    return { program: p.name ?? `id ${p.id}`, runs, nsPerRun: runs ? Math.round(ns / runs) : 0, runsPerConnection: +(runs / connections).toFixed(2) };
+  }).filter((p) => p.runs > 0);
+  return { connections, programs };
+}
+
+/** Kernel run time of each tcpspan program under the connection load (kernel.bpf_stats_enabled). */
+export async function programCost(seconds: number): Promise<{ connections: number; events?: number; programs: ProgramCost[] }> {
+  const port = freshPort();
+  return withBpfStats(async () => {
+    const ev = await startEvents(['--port', String(port)]);
+    const { connections, programs } = await programCostsOver(ev.child.pid!, () => runConnload({ port, seconds, cpu: 0, serverCpu: 0 }));
+    await ev.stop('SIGINT');
+    const summary = parseEventsSummary(ev.stderr());
+    // records the kernel produced: those received plus those the full ring refused
+    const events = summary && summary.received + (summary.lost['ringbuf_full'] ?? 0);
+    return { connections, ...(events !== undefined && { events }), programs };
+  });
 }
 
 /**
@@ -258,29 +271,14 @@ export async function programCost(seconds: number): Promise<{ connections: numbe
  */
 export async function inspectProgramCost(seconds: number, receiverEndpoint: string): Promise<{ connections: number; programs: ProgramCost[] }> {
   const port = freshPort();
-  const was = execFileSync('sysctl', ['-n', 'kernel.bpf_stats_enabled'], { encoding: 'utf8' }).trim();
-  execFileSync('sysctl', ['-q', '-w', 'kernel.bpf_stats_enabled=1']);
-  try {
+  return withBpfStats(async () => {
     const run = await spawnUntilReady('taskset', ['-c', '1', process.execPath, MAIN, 'run', '--port', String(port)], {
       ready: 'running:', stdout: 'ignore', timeoutMs: 30_000,
       env: { PATH: process.env['PATH'] ?? '', OTEL_EXPORTER_OTLP_ENDPOINT: receiverEndpoint, TCPSPAN_INSPECT_TRACEPARENT: 'true', TCPSPAN_INSPECT_PROTOCOLS: 'true' },
     });
     track(run.child);
-    const ids = new Set(programsOf(run.child.pid!).map((p) => p.id));
-    type P = { id: number; name?: string; run_time_ns?: number; run_cnt?: number };
-    const snap = () => new Map(bpftool<P[]>(['prog', 'show']).filter((p) => ids.has(p.id)).map((p) => [p.id, p]));
-    const before = snap();
-    const load = await runConnload({ port, seconds, cpu: 0, serverCpu: 0, http: true });
-    const after = snap();
+    const cost = await programCostsOver(run.child.pid!, () => runConnload({ port, seconds, cpu: 0, serverCpu: 0, http: true }));
     await run.stop('SIGINT');
-    const programs = [...after.values()].map((p) => {
-      const b = before.get(p.id);
-      const runs = (p.run_cnt ?? 0) - (b?.run_cnt ?? 0);
-      const ns = (p.run_time_ns ?? 0) - (b?.run_time_ns ?? 0);
-      return { program: p.name ?? `id ${p.id}`, runs, nsPerRun: runs ? Math.round(ns / runs) : 0, runsPerConnection: +(runs / load.connections).toFixed(2) };
-    }).filter((p) => p.runs > 0);
-    return { connections: load.connections, programs };
-  } finally {
-    execFileSync('sysctl', ['-q', '-w', `kernel.bpf_stats_enabled=${was}`]);
-  }
+    return cost;
+  });
 }

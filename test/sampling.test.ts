@@ -127,8 +127,8 @@ describe('sampling (tcpspan run --sampling-ratio 0.1, real kernel)', function ()
     const expectedEnds = 2 * HEALTHY + REFUSED + 2 * RESET + 2 * LOSSY;
     // every end closed (the last lossy one may wait for a FIN's retransmit): the metrics say so
     const closedNow = () => {
-      const m = receiver!.metrics().filter((x) => x.name === 'tcp.connections.closed').at(-1);
-      return m?.type === 'sum' ? m.dataPoints.reduce((n, p) => n + Number(p.value), 0) : 0;
+      const metrics = receiver!.metrics();
+      return metrics.some((m) => m.name === 'tcp.connections.closed') ? total(counterBy(metrics, 'tcp.connections.closed', '')) : 0;
     };
     for (const end = Date.now() + 15_000; closedNow() < expectedEnds && Date.now() < end;) await sleep(100);
     await sleep(300); // the last ends' trailing events

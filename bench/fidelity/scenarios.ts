@@ -423,16 +423,23 @@ const tupleReuse: Scenario = {
   },
 };
 
+/** A connection from a to b that has moved 7,000 bytes a→b and 3,000 back, every byte acked; it stays open. */
+async function exchanged(ctx: Ctx): Promise<Pair> {
+  const { lab, a } = ctx;
+  const l = await listen(ctx, { autoEnd: true, reply: 3000 });
+  const p = await connect(ctx, l);
+  a.send({ op: 'write', id: p.cid, bytes: 7000 });
+  await ssWhenAcked(lab.a, p.clientPort, p.serverPort, 7000);
+  await ssWhenAcked(lab.b, p.serverPort, p.clientPort, 3000);
+  return p;
+}
+
 const openBeforeStart: Scenario = {
   name: 'open before start',
   async run(ctx) {
     const { lab, a, b } = ctx;
     const before = await snapshot(lab);
-    const l = await listen(ctx, { autoEnd: true, reply: 3000 });
-    const p = await connect(ctx, l);
-    a.send({ op: 'write', id: p.cid, bytes: 7000 });
-    await ssWhenAcked(lab.a, p.clientPort, p.serverPort, 7000);
-    await ssWhenAcked(lab.b, p.serverPort, p.clientPort, 3000);
+    const p = await exchanged(ctx);
     const t = await startTcpspan(lab);
     a.send({ op: 'write', id: p.cid, bytes: 5000 });
     await ssWhenAcked(lab.a, p.clientPort, p.serverPort, 12_000);
@@ -456,11 +463,7 @@ const openAtStop: Scenario = {
     const { lab, a, b } = ctx;
     const t = await startTcpspan(lab);
     const before = await snapshot(lab);
-    const l = await listen(ctx, { autoEnd: true, reply: 3000 });
-    const p = await connect(ctx, l);
-    a.send({ op: 'write', id: p.cid, bytes: 7000 });
-    await ssWhenAcked(lab.a, p.clientPort, p.serverPort, 7000);
-    await ssWhenAcked(lab.b, p.serverPort, p.clientPort, 3000);
+    const p = await exchanged(ctx);
     const d = deltas(before, await snapshot(lab));
     const seen = await collect(lab, t, d);
     a.send({ op: 'end', id: p.cid });

@@ -66,6 +66,7 @@ export function toRecord(c: Conn, maxEvents: number): ConnectionRecord {
   const { traceId, spanId, parentSpanId } = endIdentity(c);
   const events = unpackEvents(rare.events, c.trans, maxEvents, cut);
 
+  // recordTuple()'s fields written out rather than spread: one literal keeps the record's shape fast
   const rec: ConnectionRecord = {
     cookie: c.cookie,
     kind: CONNECTION_KINDS[c.kind]!,

@@ -64,7 +64,7 @@ export const CONN_LAYOUT = {
 /**
  * struct sock_info (bpf/tcpspan.bpf.c): a value of the `lives` map, the life as the kernel keeps
  * it: the tcpspan_conn it sends at Open and Close, then what only the kernel needs. Checkpoints
- * read it from the map (capture/lives-map.ts); its head's ts_ns and kind are not filled there.
+ * read it from the map (capture/lives-reader.ts); its head's ts_ns and kind are not filled there.
  */
 export const LIFE_LAYOUT = {
   size: 256,

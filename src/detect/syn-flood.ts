@@ -63,17 +63,11 @@ const MAX_SOURCES = 256;
 /** listeners remembered at most (the kernel map holds 1024) */
 const MAX_LISTENERS = 4096;
 
-interface Episode {
-  startNs: number;
+/** An episode under way: what its SynFlood will report, as counted so far. */
+interface Episode extends Pick<SynFlood, 'startNs' | 'halfOpenPeak' | 'backlog' | 'syns' | 'synsPerSecondPeak' | 'queueFull' | 'acceptFull' | 'synackRetransmits'> {
+  /** the last hot interval's end (the SynFlood's endNs) */
   lastHotNs: number;
   active: boolean;
-  halfOpenPeak: number;
-  backlog: number;
-  syns: number;
-  synsPerSecondPeak: number;
-  queueFull: number;
-  acceptFull: number;
-  synackRetransmits: number;
   cookiesAtStart: number | undefined;
   sources: Map<string, number>;
 }

@@ -8,7 +8,7 @@ import { createCorrelator, type Correlator, type CorrelatorOptions, type LifeRea
 import type { CheckpointRecord } from '../correlate/checkpoint.js';
 import type { ConnectionKind, ConnectionRecord } from '../correlate/connection-record.js';
 import type { Attributor } from '../attribute/cgroup-attribution.js';
-import { epochOffset, toCheckpointSpanData, toSpanData, type EpochOffset, type SpanData } from '../correlate/span-data.js';
+import { epochOffset, toCheckpointSpanData, toSpanData, type EpochOffset, type SpanData, type SpanOwner } from '../correlate/span-data.js';
 import type { Clock } from '../decode/format.js';
 import type { HealthSources } from '../export/bridge-metrics.js';
 import type { SpanSpoolStats } from '../export/span-export-queue.js';
@@ -302,10 +302,7 @@ class RingBridge implements Bridge {
       traceState = sampler.traceState(reason);
     }
     const span = toSpanData(rec, this._epoch, traceState);
-    // whose end it is: the resource it is exported under (none known: tcpspan's own)
-    const services = this._opts.services;
-    const service = services !== undefined && rec.pid !== undefined ? services.lookup(rec.pid) : undefined;
-    const owner = this._owners.of(service, rec.containerId, rec.podUid);
+    const owner = this._ownerOf(rec);
     if (owner !== undefined) span.owner = owner;
     for (const sink of this._opts.sinks) sink.accept(rec, span);
   }
@@ -323,11 +320,16 @@ class RingBridge implements Bridge {
       traceState = sampler.traceState(reason);
     }
     const span = toCheckpointSpanData(cp, this._epoch, traceState);
-    const services = this._opts.services;
-    const service = services !== undefined && cp.pid !== undefined ? services.lookup(cp.pid) : undefined;
-    const owner = this._owners.of(service, cp.containerId, cp.podUid);
+    const owner = this._ownerOf(cp);
     if (owner !== undefined) span.owner = owner;
     for (const sink of this._opts.sinks) sink.acceptCheckpoint?.(cp, span);
+  }
+
+  /** Whose end it is: the resource its spans are exported under (undefined: none known, tcpspan's own). */
+  private _ownerOf(r: Pick<ConnectionRecord, 'pid' | 'containerId' | 'podUid'>): SpanOwner | undefined {
+    const services = this._opts.services;
+    const service = services !== undefined && r.pid !== undefined ? services.lookup(r.pid) : undefined;
+    return this._owners.of(service, r.containerId, r.podUid);
   }
 
   private _sinksSaturated(): boolean {
